@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine: system packages, the project-local Python
+# environment (.venv), ONNX Runtime's shared library (.deps/onnxruntime) and the plugin build.
+# Everything it writes stays inside the checkout; run it as often as you like.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+apt_packages=(
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good pkg-config python3-venv
+  meson ninja-build
+)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+command -v cargo >/dev/null || { log "cargo not found: install Rust 1.95 (rustup) first"; exit 1; }
+
+# Python environment: converter, reference front-end, parity checks, and the runtime wheel.
+stamp=.venv/.requirements.sha256
+want=$(sha256sum models/requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "creating .venv from models/requirements.txt"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r models/requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+# ONNX Runtime's shared library, copied out of the wheel to a stable project-local path.
+capi=$(.venv/bin/python -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')
+lib=$(ls "$capi"/libonnxruntime.so.* | head -n1)
+mkdir -p .deps/onnxruntime
+if ! cmp -s "$lib" .deps/onnxruntime/libonnxruntime.so; then
+  log "installing $(basename "$lib") into .deps/onnxruntime"
+  cp "$lib" .deps/onnxruntime/libonnxruntime.so
+fi
+
+log "building the plugin (release)"
+cargo build --release --quiet
+log "ready: GST_PLUGIN_PATH=$root/target/release"

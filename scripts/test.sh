@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: set-up, formatting, lints, every test, the meson
+# build. This is the README's test command and exactly what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+export GST_PLUGIN_PATH="$PWD/target/release"
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --release --all-targets --quiet -- -D warnings
+
+step "cargo test"
+cargo test --release --all-targets 2>&1 | tee target/test.log
+passed=$(grep -Eo '[0-9]+ passed' target/test.log | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' target/test.log | awk '{s+=$1} END {print s+0}')
+
+step "meson build and install into a staging directory"
+builddir=target/meson
+[ -f "$builddir/build.ninja" ] || meson setup "$builddir" >/dev/null
+meson compile -C "$builddir" >/dev/null
+stage=$(mktemp -d)
+meson install -C "$builddir" --destdir "$stage" >/dev/null
+installed=$(find "$stage" -name libgstaudiotagger.so)
+[ -n "$installed" ] || { echo "meson install put no plugin in $stage"; exit 1; }
+GST_PLUGIN_PATH=$(dirname "$installed") gst-inspect-1.0 audiotagger >/dev/null
+echo "installed and loadable: ${installed#"$stage"}"
+rm -rf "$stage"
+
+printf '\n%s passed, %s failed\n' "$passed" "$failed"
