@@ -46,6 +46,23 @@ if ! cmp -s "$lib" .deps/onnxruntime/libonnxruntime.so; then
   cp "$lib" .deps/onnxruntime/libonnxruntime.so
 fi
 
+# The default model, converted from the official TF-Lite file, and the Rust tests' reference
+# fixtures; both are generated, never committed, and rebuilt when their inputs change.
+shared=${AUDIOTAGGER_SHARED:-$root/../shared}
+tflite=${YAMNET_TFLITE:-$shared/models/yamnet.tflite}
+labels=$shared/models/yamnet_class_map.csv
+if [ ! -s models/yamnet.onnx ] || [ models/convert_yamnet.py -nt models/yamnet.onnx ] \
+   || [ "$stamp" -nt models/yamnet.onnx ]; then
+  log "converting $tflite to models/yamnet.onnx"
+  .venv/bin/python models/convert_yamnet.py "$tflite" --labels "$labels" -o models/yamnet.onnx
+fi
+fixtures=tests/fixtures/generated/index.json
+if [ -d "$shared/audio" ] && { [ ! -s "$fixtures" ] || [ models/yamnet.onnx -nt "$fixtures" ] \
+   || [ models/make_fixtures.py -nt "$fixtures" ] || [ models/yamnet_reference.py -nt "$fixtures" ]; }; then
+  log "generating reference fixtures in tests/fixtures/generated"
+  .venv/bin/python models/make_fixtures.py --model models/yamnet.onnx -o tests/fixtures/generated
+fi
+
 log "building the plugin (release)"
 cargo build --release --quiet
 log "ready: GST_PLUGIN_PATH=$root/target/release"

@@ -19,6 +19,10 @@ cargo test --release --all-targets 2>&1 | tee target/test.log
 passed=$(grep -Eo '[0-9]+ passed' target/test.log | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test.log | awk '{s+=$1} END {print s+0}')
 
+step "Python: converter and model parity with the official TF-Lite YAMNet"
+.venv/bin/python -m pytest -q tests/python 2>&1 | tee target/pytest.log
+passed=$((passed + $(grep -Eo '[0-9]+ passed' target/pytest.log | awk '{s+=$1} END {print s+0}')))
+
 step "meson build and install into a staging directory"
 builddir=target/meson
 [ -f "$builddir/build.ninja" ] || meson setup "$builddir" >/dev/null
