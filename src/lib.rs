@@ -10,6 +10,7 @@
 use gst::glib;
 
 pub mod audiotagger;
+pub mod frontend;
 pub mod model;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

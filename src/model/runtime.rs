@@ -143,6 +143,11 @@ pub fn ensure_loaded(explicit: Option<&Path>) -> Result<Loaded, RuntimeError> {
     })
 }
 
+/// The process-wide ONNX Runtime environment, once [`ensure_loaded`] succeeded.
+pub fn environment() -> Option<&'static ort::environment::Environment> {
+    ENVIRONMENT.get()
+}
+
 /// ONNX Runtime's build description of the loaded library (branch, commit, flags).
 pub fn build_info() -> Option<&'static str> {
     ENVIRONMENT.get().map(|_| ort::info())

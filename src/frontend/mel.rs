@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! YAMNet/VGGish log-mel frames: periodic-Hann frames, real FFT magnitude, HTK mel, log.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex64;
+use realfft::{RealFftPlanner, RealToComplex};
+
+/// The log-mel parameters a model declares in its descriptor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MelParams {
+    pub sample_rate: u32,
+    pub frame_length: usize,
+    pub frame_hop: usize,
+    pub fft_length: usize,
+    pub bands: usize,
+    pub fmin: f64,
+    pub fmax: f64,
+    pub log_offset: f64,
+}
+
+impl MelParams {
+    /// YAMNet's published front-end.
+    pub fn yamnet() -> Self {
+        Self {
+            sample_rate: 16000,
+            frame_length: 400,
+            frame_hop: 160,
+            fft_length: 512,
+            bands: 64,
+            fmin: 125.0,
+            fmax: 7500.0,
+            log_offset: 0.001,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let nyquist = self.sample_rate as f64 / 2.0;
+        if self.frame_length == 0 || self.frame_hop == 0 || self.bands == 0 {
+            return Err("frame length, frame hop and bands must be positive".into());
+        }
+        if self.fft_length < self.frame_length {
+            return Err(format!(
+                "FFT length {} is shorter than the frame length {}",
+                self.fft_length, self.frame_length
+            ));
+        }
+        if !(0.0 <= self.fmin && self.fmin < self.fmax && self.fmax <= nyquist) {
+            return Err(format!(
+                "mel range {}-{} Hz must satisfy 0 <= fmin < fmax <= {nyquist}",
+                self.fmin, self.fmax
+            ));
+        }
+        if !(self.log_offset > 0.0 && self.log_offset.is_finite()) {
+            return Err(format!("log offset {} must be positive", self.log_offset));
+        }
+        Ok(())
+    }
+}
+
+fn hz_to_mel(f: f64) -> f64 {
+    1127.0 * (f / 700.0).ln_1p()
+}
+
+/// One mel band: the weights of a contiguous run of FFT bins (the rest are zero).
+#[derive(Debug, Clone)]
+struct Band {
+    first_bin: usize,
+    weights: Vec<f64>,
+}
+
+/// `tf.signal.linear_to_mel_weight_matrix`: HTK triangles in the mel domain over bin centres
+/// `linspace(0, sr/2, fft/2+1)`, DC bin zeroed, no area normalisation. Computed in f64.
+fn mel_bands(p: &MelParams) -> Vec<Band> {
+    let bins = p.fft_length / 2 + 1;
+    let nyquist = p.sample_rate as f64 / 2.0;
+    let bin_mel: Vec<f64> = (0..bins)
+        .map(|k| hz_to_mel(nyquist * k as f64 / (bins - 1) as f64))
+        .collect();
+    let (lo, hi) = (hz_to_mel(p.fmin), hz_to_mel(p.fmax));
+    let edge = |i: usize| lo + (hi - lo) * i as f64 / (p.bands + 1) as f64;
+    (0..p.bands)
+        .map(|b| {
+            let (l, c, u) = (edge(b), edge(b + 1), edge(b + 2));
+            let w: Vec<f64> = bin_mel
+                .iter()
+                .enumerate()
+                .map(|(k, &m)| {
+                    if k == 0 {
+                        0.0
+                    } else {
+                        ((m - l) / (c - l)).min((u - m) / (u - c)).max(0.0)
+                    }
+                })
+                .collect();
+            let first = w.iter().position(|&x| x > 0.0).unwrap_or(0);
+            let last = w.iter().rposition(|&x| x > 0.0).map_or(first, |i| i + 1);
+            Band {
+                first_bin: first,
+                weights: w[first..last].to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// The dense [bins × bands] mel matrix, for checks against other implementations.
+pub fn mel_matrix(p: &MelParams) -> Vec<Vec<f32>> {
+    let bins = p.fft_length / 2 + 1;
+    let mut m = vec![vec![0.0f32; p.bands]; bins];
+    for (b, band) in mel_bands(p).iter().enumerate() {
+        for (i, &w) in band.weights.iter().enumerate() {
+            m[band.first_bin + i][b] = w as f32;
+        }
+    }
+    m
+}
+
+/// Computes one log-mel frame at a time; owns its FFT plan and scratch space.
+///
+/// The spectrum is computed in f64: a frame with loud low bands and quiet high ones needs more
+/// than f32's dynamic range before the log magnifies the quiet bands' rounding (measured: f32
+/// gives up to 5e-3 log-mel error against a float64 reference on real recordings).
+pub struct LogMel {
+    params: MelParams,
+    window: Vec<f64>,
+    bands: Vec<Band>,
+    fft: Arc<dyn RealToComplex<f64>>,
+    frame: Vec<f64>,
+    spectrum: Vec<Complex64>,
+    magnitude: Vec<f64>,
+    scratch: Vec<Complex64>,
+}
+
+impl LogMel {
+    pub fn new(params: MelParams) -> Result<Self, String> {
+        params.validate()?;
+        let n = params.frame_length;
+        let window = (0..n)
+            .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos())
+            .collect();
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(params.fft_length);
+        Ok(Self {
+            window,
+            bands: mel_bands(&params),
+            frame: fft.make_input_vec(),
+            spectrum: fft.make_output_vec(),
+            magnitude: vec![0.0; params.fft_length / 2 + 1],
+            scratch: fft.make_scratch_vec(),
+            fft,
+            params,
+        })
+    }
+
+    pub fn params(&self) -> &MelParams {
+        &self.params
+    }
+
+    /// Writes the `bands` log-mel values of the frame starting at `samples[0]` into `out`.
+    pub fn frame(&mut self, samples: &[f32], out: &mut [f32]) {
+        let n = self.params.frame_length;
+        for ((dst, &s), &w) in self.frame[..n]
+            .iter_mut()
+            .zip(&samples[..n])
+            .zip(&self.window)
+        {
+            *dst = s as f64 * w;
+        }
+        // The zero padding up to the FFT length goes at the end, as in the reference.
+        self.frame[n..].fill(0.0);
+        self.fft
+            .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
+            .expect("buffers come from the plan");
+        // Not `norm()`: its overflow-safe hypot took two thirds of the front-end's time, and
+        // squares of an f64 spectrum of [-1, 1] samples cannot overflow.
+        for (m, c) in self.magnitude.iter_mut().zip(&self.spectrum) {
+            *m = (c.re * c.re + c.im * c.im).sqrt();
+        }
+        let offset = self.params.log_offset;
+        for (o, band) in out.iter_mut().zip(&self.bands) {
+            let bins = &self.magnitude[band.first_bin..band.first_bin + band.weights.len()];
+            let e: f64 = bins.iter().zip(&band.weights).map(|(m, w)| m * w).sum();
+            *o = (e + offset).ln() as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mel_matrix_shape_and_zero_dc() {
+        let m = mel_matrix(&MelParams::yamnet());
+        assert_eq!((m.len(), m[0].len()), (257, 64));
+        assert!(m[0].iter().all(|&w| w == 0.0));
+        // Every band has support and peaks close to 1 (no area normalisation).
+        for b in 0..64 {
+            let peak = m.iter().map(|row| row[b]).fold(0.0f32, f32::max);
+            assert!(peak > 0.5 && peak <= 1.0, "band {b} peak {peak}");
+        }
+    }
+
+    #[test]
+    fn silence_gives_the_log_offset() {
+        let mut lm = LogMel::new(MelParams::yamnet()).unwrap();
+        let mut out = vec![0.0; 64];
+        lm.frame(&[0.0; 400], &mut out);
+        assert!(out.iter().all(|&v| (v - 0.001f32.ln()).abs() < 1e-6));
+    }
+
+    #[test]
+    fn a_tone_lights_up_its_own_band() {
+        let mut lm = LogMel::new(MelParams::yamnet()).unwrap();
+        let tone: Vec<f32> = (0..400)
+            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16000.0).sin())
+            .collect();
+        let mut out = vec![0.0; 64];
+        lm.frame(&tone, &mut out);
+        let loudest = (0..64).max_by(|&a, &b| out[a].total_cmp(&out[b])).unwrap();
+        // Band centres are linspace(mel(125), mel(7500), 66)[1..65]; 1 kHz falls in band ~17.
+        let centre = |b: usize| {
+            let (lo, hi) = (hz_to_mel(125.0), hz_to_mel(7500.0));
+            700.0 * (((lo + (hi - lo) * (b + 1) as f64 / 65.0) / 1127.0).exp() - 1.0)
+        };
+        assert!(
+            (centre(loudest) - 1000.0).abs() < 80.0,
+            "band {loudest} centre {}",
+            centre(loudest)
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        let mut p = MelParams::yamnet();
+        p.fmax = 9000.0;
+        assert!(LogMel::new(p).is_err());
+        let mut p = MelParams::yamnet();
+        p.fft_length = 256;
+        assert!(LogMel::new(p).is_err());
+        let mut p = MelParams::yamnet();
+        p.log_offset = 0.0;
+        assert!(LogMel::new(p).is_err());
+    }
+}

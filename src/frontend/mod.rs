@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! The audio front-end, free of GStreamer: interleaved input of any rate and channel count in,
+//! model-ready windows out.
+//!
+//! downmix → resample to the model rate → log-mel frames (each computed once, shared by
+//! overlapping windows) or raw samples → windows of the model's length every `hop` samples.
+//! The first window starts at the first sample; every window carries the model-rate position of
+//! its first sample, which maps back to stream time exactly (see [`StreamResampler`]).
+
+pub mod downmix;
+pub mod mel;
+pub mod resample;
+
+pub use downmix::Sample;
+pub use mel::{LogMel, MelParams};
+pub use resample::StreamResampler;
+
+/// What the model takes as input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputKind {
+    /// A [frames × bands] log-mel patch.
+    LogMel(MelParams),
+    /// The window's samples as they are.
+    Waveform,
+}
+
+/// The front-end's shape, from the model descriptor and the element's `hop`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrontendConfig {
+    pub sample_rate: u32,
+    pub window_samples: usize,
+    pub hop_samples: usize,
+    pub input: InputKind,
+}
+
+impl FrontendConfig {
+    /// YAMNet: 0.975 s windows (96 frames) every 0.48 s.
+    pub fn yamnet() -> Self {
+        Self {
+            sample_rate: 16000,
+            window_samples: 15600,
+            hop_samples: 7680,
+            input: InputKind::LogMel(MelParams::yamnet()),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.sample_rate == 0 || self.window_samples == 0 || self.hop_samples == 0 {
+            return Err("sample rate, window and hop must be positive".into());
+        }
+        if let InputKind::LogMel(p) = &self.input {
+            p.validate()?;
+            if p.sample_rate != self.sample_rate {
+                return Err(format!(
+                    "mel sample rate {} differs from the model rate {}",
+                    p.sample_rate, self.sample_rate
+                ));
+            }
+            if self.window_samples < p.frame_length
+                || !(self.window_samples - p.frame_length).is_multiple_of(p.frame_hop)
+            {
+                return Err(format!(
+                    "window of {} samples is not a whole number of {}-sample frames every {}",
+                    self.window_samples, p.frame_length, p.frame_hop
+                ));
+            }
+            if !self.hop_samples.is_multiple_of(p.frame_hop) {
+                return Err(format!(
+                    "hop of {} samples is not a multiple of the frame hop {}",
+                    self.hop_samples, p.frame_hop
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The same front-end with another hop, rounded to what the features allow (whole frames for
+    /// log-mel models), at least one frame or sample.
+    pub fn with_hop_samples(mut self, hop: usize) -> Self {
+        let step = match &self.input {
+            InputKind::LogMel(p) => p.frame_hop,
+            InputKind::Waveform => 1,
+        };
+        self.hop_samples = (((hop + step / 2) / step).max(1)) * step;
+        self
+    }
+
+    /// Frames per window for log-mel models.
+    pub fn frames_per_window(&self) -> Option<usize> {
+        match &self.input {
+            InputKind::LogMel(p) => Some((self.window_samples - p.frame_length) / p.frame_hop + 1),
+            InputKind::Waveform => None,
+        }
+    }
+
+    /// The model input shape of one window, without the batch dimension.
+    pub fn feature_shape(&self) -> Vec<usize> {
+        match &self.input {
+            InputKind::LogMel(p) => vec![self.frames_per_window().unwrap_or(0), p.bands],
+            InputKind::Waveform => vec![self.window_samples],
+        }
+    }
+}
+
+/// One model input, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// 0, 1, 2, … in stream order.
+    pub index: u64,
+    /// Model-rate position of the window's first sample, counted from the stream start.
+    pub start: u64,
+    /// Real samples in the window; less than the window length only for the zero-padded
+    /// window that ends a stream.
+    pub valid_samples: usize,
+    pub features: Vec<f32>,
+}
+
+impl Window {
+    pub fn is_partial(&self, config: &FrontendConfig) -> bool {
+        self.valid_samples < config.window_samples
+    }
+}
+
+enum Features {
+    LogMel {
+        mel: Box<LogMel>,
+        bands: usize,
+        /// Log-mel frames not yet consumed, flat; `frames_base` is the index of the first.
+        frames: Vec<f32>,
+        frames_base: u64,
+        next_frame: u64,
+    },
+    Waveform,
+}
+
+/// The streaming front-end for one stream.
+pub struct Frontend {
+    config: FrontendConfig,
+    channels: usize,
+    resampler: Option<StreamResampler>,
+    features: Features,
+    /// Model-rate samples not yet consumed; `samples_base` is the position of the first.
+    samples: Vec<f32>,
+    samples_base: u64,
+    samples_total: u64,
+    next_window: u64,
+    mono: Vec<f32>,
+    resampled: Vec<f32>,
+    non_finite: u64,
+}
+
+impl Frontend {
+    pub fn new(config: FrontendConfig, input_rate: u32, channels: usize) -> Result<Self, String> {
+        config.validate()?;
+        if channels == 0 || input_rate == 0 {
+            return Err("input must have a rate and at least one channel".into());
+        }
+        let resampler = (input_rate != config.sample_rate)
+            .then(|| StreamResampler::new(input_rate, config.sample_rate))
+            .transpose()?;
+        let features = match &config.input {
+            InputKind::LogMel(p) => Features::LogMel {
+                mel: Box::new(LogMel::new(p.clone())?),
+                bands: p.bands,
+                frames: Vec::new(),
+                frames_base: 0,
+                next_frame: 0,
+            },
+            InputKind::Waveform => Features::Waveform,
+        };
+        Ok(Self {
+            config,
+            channels,
+            resampler,
+            features,
+            samples: Vec::new(),
+            samples_base: 0,
+            samples_total: 0,
+            next_window: 0,
+            mono: Vec::new(),
+            resampled: Vec::new(),
+            non_finite: 0,
+        })
+    }
+
+    pub fn config(&self) -> &FrontendConfig {
+        &self.config
+    }
+
+    /// Model-rate samples received so far (after resampling).
+    pub fn samples_total(&self) -> u64 {
+        self.samples_total
+    }
+
+    /// NaN or infinite input samples replaced by silence so far.
+    pub fn non_finite_samples(&self) -> u64 {
+        self.non_finite
+    }
+
+    /// Model-rate position where window `index` starts.
+    pub fn window_start(&self, index: u64) -> u64 {
+        index * self.config.hop_samples as u64
+    }
+
+    /// Feeds interleaved input; appends every window it completes to `out`.
+    pub fn push<S: Sample>(&mut self, interleaved: &[S], out: &mut Vec<Window>) {
+        let mut mono = std::mem::take(&mut self.mono);
+        mono.clear();
+        self.non_finite += downmix::downmix_into(interleaved, self.channels, &mut mono) as u64;
+        match self.resampler.as_mut() {
+            Some(r) => {
+                let mut resampled = std::mem::take(&mut self.resampled);
+                resampled.clear();
+                r.process(&mono, &mut resampled);
+                self.push_model_rate(&resampled, out);
+                self.resampled = resampled;
+            }
+            None => self.push_model_rate(&mono, out),
+        }
+        self.mono = mono;
+    }
+
+    /// Ends the stream: drains the resampler and, if samples are left that no complete window
+    /// covered, emits one last window padded with silence (`valid_samples` tells how much is
+    /// real). A stream shorter than one window thus still gets a result.
+    pub fn finish(&mut self, out: &mut Vec<Window>) {
+        if let Some(r) = self.resampler.as_mut() {
+            let mut tail = Vec::new();
+            r.flush(&mut tail);
+            self.push_model_rate(&tail, out);
+        }
+        let total = self.samples_total;
+        let window = self.config.window_samples as u64;
+        let covered = match self.next_window {
+            0 => 0,
+            n => self.window_start(n - 1) + window,
+        };
+        let start = self.window_start(self.next_window);
+        // With a hop longer than the window, a tail that falls between windows is skipped too.
+        if total > covered && total > start {
+            let pad = (start + window).saturating_sub(total) as usize;
+            let first = out.len();
+            self.push_model_rate(&vec![0.0; pad], out);
+            for w in &mut out[first..] {
+                w.valid_samples = total.saturating_sub(w.start).min(window) as usize;
+            }
+        }
+    }
+
+    fn push_model_rate(&mut self, samples: &[f32], out: &mut Vec<Window>) {
+        self.samples.extend_from_slice(samples);
+        self.samples_total += samples.len() as u64;
+        let hop = self.config.hop_samples as u64;
+        let window = self.config.window_samples;
+        let end = self.samples_base + self.samples.len() as u64;
+        match &mut self.features {
+            Features::Waveform => {
+                while self.next_window * hop + window as u64 <= end {
+                    let from = (self.next_window * hop - self.samples_base) as usize;
+                    out.push(Window {
+                        index: self.next_window,
+                        start: self.next_window * hop,
+                        valid_samples: window,
+                        features: self.samples[from..from + window].to_vec(),
+                    });
+                    self.next_window += 1;
+                }
+                self.trim_samples(self.next_window * hop);
+            }
+            Features::LogMel {
+                mel,
+                bands,
+                frames,
+                frames_base,
+                next_frame,
+            } => {
+                let p = mel.params().clone();
+                let (frame_hop, frame_len, bands) = (p.frame_hop as u64, p.frame_length, *bands);
+                let per_window = (window - frame_len) / p.frame_hop + 1;
+                let hop_frames = hop / frame_hop;
+                // Frames before the next window's first frame are never needed (hop > window).
+                let first_needed = self.next_window * hop_frames;
+                if *next_frame < first_needed {
+                    frames.clear();
+                    *frames_base = first_needed;
+                    *next_frame = first_needed;
+                }
+                while *next_frame * frame_hop + frame_len as u64 <= end {
+                    let from = (*next_frame * frame_hop - self.samples_base) as usize;
+                    let at = frames.len();
+                    frames.resize(at + bands, 0.0);
+                    mel.frame(&self.samples[from..from + frame_len], &mut frames[at..]);
+                    *next_frame += 1;
+                    // Emit every window this frame completes.
+                    while self.next_window * hop_frames + per_window as u64 <= *next_frame {
+                        let first = (self.next_window * hop_frames - *frames_base) as usize * bands;
+                        out.push(Window {
+                            index: self.next_window,
+                            start: self.next_window * hop,
+                            valid_samples: window,
+                            features: frames[first..first + per_window * bands].to_vec(),
+                        });
+                        self.next_window += 1;
+                    }
+                }
+                // Keep only the frames the next window still needs.
+                let keep_from = self.next_window * hop_frames;
+                if keep_from > *frames_base {
+                    let drop = ((keep_from - *frames_base) as usize * bands).min(frames.len());
+                    frames.drain(..drop);
+                    *frames_base = keep_from.min(*next_frame);
+                    if frames.is_empty() {
+                        *frames_base = keep_from;
+                        *next_frame = (*next_frame).max(keep_from);
+                    }
+                }
+                let next_sample = *next_frame * frame_hop;
+                self.trim_samples(next_sample);
+            }
+        }
+    }
+
+    /// Drops samples before model-rate position `pos`, which no future frame or window needs.
+    fn trim_samples(&mut self, pos: u64) {
+        if pos > self.samples_base {
+            let drop = ((pos - self.samples_base) as usize).min(self.samples.len());
+            self.samples.drain(..drop);
+            self.samples_base += drop as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Streaming band-limited resampling of one mono channel to the model's rate.
+//!
+//! rubato's FFT resampler works on fixed chunks and delays its output by a fixed number of
+//! frames. This wrapper hides both: any amount of input can be pushed, and output frame `n`
+//! always corresponds to input time `n / output_rate`, so windows get sample-exact timestamps
+//! and nothing drifts however long the stream runs (the ratio is exact, in integer chunks).
+
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler};
+
+/// Output frames per FFT block, at least. The output block sets the anti-aliasing filter's
+/// transition width: rubato's default (~256-frame sub-blocks) starts attenuating at 6 kHz for
+/// 48 kHz input, dulling the 7-7.5 kHz band YAMNet's top mel bands need; 512 keeps the
+/// passband flat to 7.5 kHz for every input rate (tested in `passband_reaches_the_top_mel_band`).
+const MIN_BLOCK_OUT: usize = 512;
+
+/// Input frames per block: a power-of-two number of the smallest whole-ratio blocks, so both
+/// FFT sizes factor into small primes (3·512 in, 512 out for 48 kHz; a size such as 3·683
+/// makes rustfft fall back to algorithms ten times slower).
+fn block_size(input_rate: u32, output_rate: u32) -> usize {
+    let g = gcd(input_rate, output_rate);
+    let (unit_in, unit_out) = ((input_rate / g) as usize, (output_rate / g) as usize);
+    unit_in * MIN_BLOCK_OUT.div_ceil(unit_out).next_power_of_two()
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+pub struct StreamResampler {
+    inner: Fft<f32>,
+    pending: Vec<f32>,
+    chunk_out: Vec<f32>,
+    /// Output frames still to drop: the resampler's own start-up delay.
+    skip: usize,
+    input_rate: u32,
+    output_rate: u32,
+    frames_in: u64,
+    frames_out: u64,
+}
+
+impl StreamResampler {
+    pub fn new(input_rate: u32, output_rate: u32) -> Result<Self, String> {
+        let inner = Fft::<f32>::new_custom(
+            input_rate as usize,
+            output_rate as usize,
+            block_size(input_rate, output_rate),
+            1,
+            1,
+            rubato::WindowFunction::BlackmanHarris2,
+            FixedSync::Input,
+        )
+        .map_err(|e| format!("cannot resample {input_rate} Hz to {output_rate} Hz: {e}"))?;
+        let skip = inner.output_delay();
+        let chunk_out = vec![0.0; inner.output_frames_max()];
+        Ok(Self {
+            inner,
+            pending: Vec::new(),
+            chunk_out,
+            skip,
+            input_rate,
+            output_rate,
+            frames_in: 0,
+            frames_out: 0,
+        })
+    }
+
+    /// Resamples `input`, appending every output frame that is complete to `out`.
+    pub fn process(&mut self, mut input: &[f32], out: &mut Vec<f32>) {
+        self.frames_in += input.len() as u64;
+        let block = self.inner.input_frames_next();
+        if !self.pending.is_empty() {
+            let take = (block - self.pending.len()).min(input.len());
+            self.pending.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.pending.len() < block {
+                return;
+            }
+            let pending = std::mem::take(&mut self.pending);
+            self.run_block(&pending, block, out);
+            self.pending = pending;
+            self.pending.clear();
+        }
+        // Whole blocks straight from the caller's buffer; only the remainder is kept.
+        let mut blocks = input.chunks_exact(block);
+        for b in &mut blocks {
+            self.run_block(b, block, out);
+        }
+        self.pending.extend_from_slice(blocks.remainder());
+    }
+
+    /// Ends the stream: pushes silence through until every input frame has its output frames.
+    pub fn flush(&mut self, out: &mut Vec<f32>) {
+        let expected = self.expected_output(self.frames_in);
+        let block = self.inner.input_frames_next();
+        let pending = std::mem::take(&mut self.pending);
+        self.run_block(&pending, block, out);
+        while self.frames_out < expected {
+            self.run_block(&[], block, out);
+        }
+        out.truncate(out.len() - (self.frames_out - expected) as usize);
+        self.frames_out = expected;
+    }
+
+    /// Output frames that correspond to `frames_in` input frames, rounded down.
+    fn expected_output(&self, frames_in: u64) -> u64 {
+        (frames_in as u128 * self.output_rate as u128 / self.input_rate as u128) as u64
+    }
+
+    /// Runs one block; `input` shorter than `block` is padded with silence by rubato.
+    fn run_block(&mut self, input: &[f32], block: usize, out: &mut Vec<f32>) {
+        let available = input.len();
+        let input = InterleavedSlice::new(input, 1, available).expect("slice length matches");
+        let frames = self.chunk_out.len();
+        let mut output = InterleavedSlice::new_mut(&mut self.chunk_out, 1, frames)
+            .expect("sized by output_frames_max");
+        let partial = rubato::Indexing::new().partial_len(available);
+        let (_, produced) = self
+            .inner
+            .process_into_buffer(&input, &mut output, (available < block).then_some(&partial))
+            .expect("buffers sized from the resampler's own limits");
+        let dropped = self.skip.min(produced);
+        self.skip -= dropped;
+        out.extend_from_slice(&self.chunk_out[dropped..produced]);
+        self.frames_out += (produced - dropped) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resample_all(input: &[f32], from: u32, to: u32, block: usize) -> Vec<f32> {
+        let mut r = StreamResampler::new(from, to).unwrap();
+        let mut out = Vec::new();
+        for chunk in input.chunks(block) {
+            r.process(chunk, &mut out);
+        }
+        r.flush(&mut out);
+        out
+    }
+
+    fn sine(rate: u32, freq: f64, secs: f64) -> Vec<f32> {
+        (0..(rate as f64 * secs) as usize)
+            .map(|i| {
+                (0.5 * (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin()) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn output_length_is_exact_for_every_supported_rate() {
+        for rate in [8000, 11025, 16000, 22050, 32000, 44100, 48000, 96000] {
+            if rate == 16000 {
+                continue;
+            }
+            let input = vec![0.1f32; rate as usize * 3 + 17];
+            let out = resample_all(&input, rate, 16000, 1000);
+            assert_eq!(
+                out.len() as u64,
+                (input.len() as u64 * 16000) / rate as u64,
+                "{rate} Hz"
+            );
+        }
+    }
+
+    #[test]
+    fn timing_is_sample_exact_an_impulse_stays_in_place() {
+        for rate in [8000u32, 22050, 44100, 48000, 96000] {
+            let mut input = vec![0.0f32; rate as usize * 2];
+            let at = rate as usize * 3 / 4; // 0.75 s
+            input[at] = 1.0;
+            let out = resample_all(&input, rate, 16000, 777);
+            let peak = out
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                .unwrap()
+                .0;
+            assert!(
+                (peak as i64 - 12000).abs() <= 1,
+                "{rate} Hz: impulse at {peak}, expected 12000"
+            );
+        }
+    }
+
+    #[test]
+    fn block_size_does_not_change_the_output() {
+        let input = sine(44100, 1000.0, 1.5);
+        let a = resample_all(&input, 44100, 16000, 1);
+        let b = resample_all(&input, 44100, 16000, 4096);
+        let c = resample_all(&input, 44100, 16000, 44100);
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+    }
+
+    #[test]
+    fn passband_is_kept_and_aliases_are_removed() {
+        // 1 kHz passes at its level; 12 kHz (above the new Nyquist of 8 kHz) must vanish
+        // instead of folding back to 4 kHz.
+        let keep = resample_all(&sine(48000, 1000.0, 1.0), 48000, 16000, 480);
+        let rms = |v: &[f32]| (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+        let mid = &keep[2000..14000];
+        assert!(
+            (rms(mid) - 0.5 / 2f32.sqrt()).abs() < 0.01,
+            "rms {}",
+            rms(mid)
+        );
+        let alias = resample_all(&sine(48000, 12000.0, 1.0), 48000, 16000, 480);
+        assert!(
+            rms(&alias[2000..14000]) < 1e-3,
+            "alias rms {}",
+            rms(&alias[2000..14000])
+        );
+    }
+
+    fn gain_db(rate: u32, freq: f64) -> f32 {
+        let out = resample_all(&sine(rate, freq, 2.0), rate, 16000, 4096);
+        let mid = &out[4000..28000];
+        let rms = (mid.iter().map(|v| v * v).sum::<f32>() / mid.len() as f32).sqrt();
+        20.0 * (rms / (0.5 / 2f32.sqrt())).log10()
+    }
+
+    #[test]
+    fn passband_reaches_the_top_mel_band() {
+        // YAMNet's mel bands reach 7.5 kHz; a tone at 8.5 kHz would alias onto 7.5 kHz.
+        for rate in [22050, 32000, 44100, 48000, 96000] {
+            let pass = gain_db(rate, 7500.0);
+            assert!(pass.abs() < 0.1, "{rate} Hz: {pass:.2} dB at 7.5 kHz");
+            if rate > 17000 {
+                let stop = gain_db(rate, 8500.0);
+                assert!(stop < -60.0, "{rate} Hz: {stop:.1} dB at 8.5 kHz");
+            }
+        }
+    }
+
+    #[test]
+    fn no_click_at_chunk_boundaries() {
+        // A pure tone resampled in tiny blocks must stay smooth: the second difference of a
+        // 440 Hz sine at 16 kHz is bounded by A*(2*pi*440/16000)^2 ~ 0.015; a click is far more.
+        let out = resample_all(&sine(44100, 440.0, 2.0), 44100, 16000, 100);
+        let worst = out[1000..out.len() - 1000]
+            .windows(3)
+            .map(|w| (w[0] - 2.0 * w[1] + w[2]).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 0.02, "second difference {worst}");
+    }
+}

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! An ONNX Runtime session for one model: loads it, reads its descriptor, runs batches.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::descriptor::ModelDescriptor;
+use super::runtime;
+
+#[derive(Debug)]
+pub enum ModelError {
+    Runtime(runtime::RuntimeError),
+    Missing(PathBuf),
+    Load { path: PathBuf, reason: String },
+    Descriptor { path: PathBuf, reason: String },
+    Run(String),
+}
+
+impl std::fmt::Display for ModelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelError::Runtime(e) => e.fmt(f),
+            ModelError::Missing(p) => write!(
+                f,
+                "model file {} does not exist: run `bash scripts/setup.sh` to build the default \
+                 YAMNet model, or set the `model` property to an ONNX audio model",
+                p.display()
+            ),
+            ModelError::Load { path, reason } => write!(
+                f,
+                "{} could not be loaded as an ONNX model ({reason}): check that the file is a \
+                 complete .onnx file, or rebuild the default one with `bash scripts/setup.sh`",
+                path.display()
+            ),
+            ModelError::Descriptor { path, reason } => write!(
+                f,
+                "{} has no usable audiotagger descriptor: {reason}. Add the keys to its \
+                 metadata_props or to a sidecar {} (see README, \"Model descriptor\")",
+                path.display(),
+                ModelDescriptor::sidecar_path(path).display()
+            ),
+            ModelError::Run(reason) => write!(f, "inference failed: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+/// Scores (and embeddings, if the model has them) of one batch, row-major.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutput {
+    pub scores: Vec<f32>,
+    pub embeddings: Vec<f32>,
+    pub embedding_dim: usize,
+}
+
+pub struct ModelSession {
+    session: Session,
+    descriptor: ModelDescriptor,
+    path: PathBuf,
+}
+
+impl ModelSession {
+    /// Loads `path` on the CPU with `threads` intra-op threads (0: ONNX Runtime's default).
+    pub fn load(path: &Path, threads: usize) -> Result<Self, ModelError> {
+        if !path.is_file() {
+            return Err(ModelError::Missing(path.to_path_buf()));
+        }
+        runtime::ensure_loaded(None).map_err(ModelError::Runtime)?;
+        let env = runtime::environment().expect("loaded above");
+        let load_err = |e: &dyn std::fmt::Display| ModelError::Load {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut builder = Session::builder(env).map_err(|e| load_err(&e))?;
+        if threads > 0 {
+            builder = builder
+                .with_intra_threads(threads)
+                .map_err(|e| load_err(&e))?;
+        }
+        let session = builder.commit_from_file(path).map_err(|e| load_err(&e))?;
+        let descriptor = Self::read_descriptor(&session, path)?;
+        Ok(Self {
+            session,
+            descriptor,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn read_descriptor(session: &Session, path: &Path) -> Result<ModelDescriptor, ModelError> {
+        let bad = |reason: String| ModelError::Descriptor {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let meta = session.metadata().map_err(|e| bad(e.to_string()))?;
+        let mut props = HashMap::new();
+        for key in meta.custom_keys().map_err(|e| bad(e.to_string()))? {
+            if let Some(v) = meta.custom(&key) {
+                props.insert(key, v);
+            }
+        }
+        let sidecar = ModelDescriptor::sidecar_path(path);
+        if sidecar.is_file() {
+            let json = std::fs::read_to_string(&sidecar)
+                .map_err(|e| bad(format!("{}: {e}", sidecar.display())))?;
+            ModelDescriptor::apply_sidecar(&mut props, &json).map_err(|e| bad(e.0))?;
+        }
+        let d = ModelDescriptor::from_props(&props).map_err(|e| bad(e.0))?;
+        let has =
+            |name: &str, outlets: &[ort::value::Outlet]| outlets.iter().any(|o| o.name() == name);
+        if !has(&d.input_name, session.inputs()) {
+            return Err(bad(format!(
+                "the model has no input named {:?}",
+                d.input_name
+            )));
+        }
+        if !has(&d.scores_output, session.outputs()) {
+            return Err(bad(format!(
+                "the model has no output named {:?}",
+                d.scores_output
+            )));
+        }
+        if let Some(e) = d
+            .embedding_output
+            .as_deref()
+            .filter(|e| !has(e, session.outputs()))
+        {
+            return Err(bad(format!("the model has no output named {e:?}")));
+        }
+        Ok(d)
+    }
+
+    pub fn descriptor(&self) -> &ModelDescriptor {
+        &self.descriptor
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `batch` windows whose features are concatenated in `features`.
+    pub fn run(
+        &mut self,
+        features: &[f32],
+        batch: usize,
+        want_embeddings: bool,
+    ) -> Result<BatchOutput, ModelError> {
+        let shape: Vec<i64> = std::iter::once(batch as i64)
+            .chain(
+                self.descriptor
+                    .frontend
+                    .feature_shape()
+                    .into_iter()
+                    .map(|d| d as i64),
+            )
+            .collect();
+        let per_window: usize = self.descriptor.frontend.feature_shape().iter().product();
+        if features.len() != batch * per_window {
+            return Err(ModelError::Run(format!(
+                "{} features for {batch} windows of {per_window}",
+                features.len()
+            )));
+        }
+        let input = TensorRef::from_array_view((shape, features))
+            .map_err(|e| ModelError::Run(e.to_string()))?;
+        let d = &self.descriptor;
+        let outputs = self
+            .session
+            .run(ort::inputs![d.input_name.as_str() => input])
+            .map_err(|e| ModelError::Run(e.to_string()))?;
+        let (_, scores) = outputs[d.scores_output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| ModelError::Run(e.to_string()))?;
+        let classes = d.num_classes();
+        if scores.len() != batch * classes {
+            return Err(ModelError::Run(format!(
+                "the model returned {} scores for {batch} windows of {classes} classes",
+                scores.len()
+            )));
+        }
+        let mut out = BatchOutput {
+            scores: if d.scores_are_probabilities {
+                scores.to_vec()
+            } else {
+                scores.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect()
+            },
+            ..Default::default()
+        };
+        if let (true, Some(name)) = (want_embeddings, d.embedding_output.as_deref()) {
+            let (_, e) = outputs[name]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| ModelError::Run(e.to_string()))?;
+            out.embedding_dim = e.len() / batch.max(1);
+            out.embeddings = e.to_vec();
+        }
+        Ok(out)
+    }
+}
