@@ -12,6 +12,7 @@ use gst::glib;
 pub mod audiotagger;
 pub mod frontend;
 pub mod model;
+pub mod tags;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     audiotagger::register(plugin)

@@ -9,6 +9,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::descriptor::ModelDescriptor;
+use super::provider::{Provider, SessionOptions};
 use super::runtime;
 
 #[derive(Debug)]
@@ -62,11 +63,55 @@ pub struct ModelSession {
     session: Session,
     descriptor: ModelDescriptor,
     path: PathBuf,
+    provider: Provider,
+    fallback: Option<String>,
+}
+
+/// The GPU providers to try for a request, best first.
+fn gpu_candidates(requested: Provider) -> &'static [Provider] {
+    match requested {
+        Provider::Cpu => &[],
+        Provider::Cuda => &[Provider::Cuda],
+        Provider::TensorRt => &[Provider::TensorRt],
+        Provider::Auto => &[Provider::TensorRt, Provider::Cuda],
+    }
+}
+
+fn dispatch(
+    provider: Provider,
+    device_id: u32,
+) -> Result<ort::ep::ExecutionProviderDispatch, String> {
+    use ort::ep::ExecutionProvider as _;
+    let (available, ep) = match provider {
+        Provider::Cuda => (
+            ort::ep::CUDA::is_available(),
+            ort::ep::CUDA::default()
+                .with_device_id(device_id as i32)
+                .build(),
+        ),
+        Provider::TensorRt => (
+            ort::ep::TensorRT::is_available(),
+            ort::ep::TensorRT::default()
+                .with_device_id(device_id as i32)
+                .build(),
+        ),
+        Provider::Cpu | Provider::Auto => unreachable!("not a GPU provider"),
+    };
+    match available {
+        Ok(true) => Ok(ep.error_on_failure()),
+        Ok(false) => Err(format!(
+            "this ONNX Runtime build has no {provider} provider (the `onnxruntime` wheel is \
+             CPU-only: install `onnxruntime-gpu` and point ORT_DYLIB_PATH or `ort-library` at \
+             its library)"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl ModelSession {
-    /// Loads `path` on the CPU with `threads` intra-op threads (0: ONNX Runtime's default).
-    pub fn load(path: &Path, threads: usize) -> Result<Self, ModelError> {
+    /// Loads `path`. A GPU provider that cannot be used here falls back to the CPU; the reason
+    /// is kept in [`ModelSession::fallback`] for the caller to report.
+    pub fn load(path: &Path, options: &SessionOptions) -> Result<Self, ModelError> {
         if !path.is_file() {
             return Err(ModelError::Missing(path.to_path_buf()));
         }
@@ -76,19 +121,61 @@ impl ModelSession {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
-        let mut builder = Session::builder(env).map_err(|e| load_err(&e))?;
-        if threads > 0 {
-            builder = builder
-                .with_intra_threads(threads)
-                .map_err(|e| load_err(&e))?;
+        let builder = || -> Result<ort::session::builder::SessionBuilder, ModelError> {
+            let mut b = Session::builder(env).map_err(|e| load_err(&e))?;
+            if options.threads > 0 {
+                b = b
+                    .with_intra_threads(options.threads as usize)
+                    .map_err(|e| load_err(&e))?;
+            }
+            Ok(b)
+        };
+        let mut reasons = Vec::new();
+        for &candidate in gpu_candidates(options.provider) {
+            let attempt = dispatch(candidate, options.device_id).and_then(|ep| {
+                builder()
+                    .map_err(|e| e.to_string())?
+                    .with_execution_providers([ep])
+                    .map_err(|e| e.to_string())?
+                    .commit_from_file(path)
+                    .map_err(|e| e.to_string())
+            });
+            match attempt {
+                Ok(session) => return Self::finish(session, path, candidate, None),
+                Err(e) => reasons.push(format!("{candidate}: {e}")),
+            }
         }
-        let session = builder.commit_from_file(path).map_err(|e| load_err(&e))?;
+        let session = builder()?
+            .commit_from_file(path)
+            .map_err(|e| load_err(&e))?;
+        let fallback = (!reasons.is_empty()).then(|| reasons.join("; "));
+        Self::finish(session, path, Provider::Cpu, fallback)
+    }
+
+    fn finish(
+        session: Session,
+        path: &Path,
+        provider: Provider,
+        fallback: Option<String>,
+    ) -> Result<Self, ModelError> {
         let descriptor = Self::read_descriptor(&session, path)?;
         Ok(Self {
             session,
             descriptor,
             path: path.to_path_buf(),
+            provider,
+            fallback,
         })
+    }
+
+    /// The provider the session runs on: `Cpu`, `Cuda` or `TensorRt`, never `Auto`.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Why the requested GPU provider was not used, when it was not.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     fn read_descriptor(session: &Session, path: &Path) -> Result<ModelDescriptor, ModelError> {

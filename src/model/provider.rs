@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Execution providers: what the user asks for and what a session actually got.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Provider {
+    #[default]
+    Cpu,
+    Cuda,
+    TensorRt,
+    /// TensorRT, then CUDA, then the CPU: whatever this machine has.
+    Auto,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Cpu => "cpu",
+            Provider::Cuda => "cuda",
+            Provider::TensorRt => "tensorrt",
+            Provider::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a session should run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionOptions {
+    pub provider: Provider,
+    pub device_id: u32,
+    /// Intra-op threads; 0 leaves ONNX Runtime's default (one per core).
+    pub threads: u32,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            provider: Provider::Cpu,
+            device_id: 0,
+            threads: 1,
+        }
+    }
+}
