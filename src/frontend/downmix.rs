@@ -31,19 +31,30 @@ impl Sample for f32 {
 impl Sample for f64 {
     #[inline]
     fn to_f32(self) -> f32 {
-        self as f32
+        // `as` saturates beyond f32's range to ±Inf; keep finite samples finite.
+        if self.is_finite() {
+            self.clamp(-1e9, 1e9) as f32
+        } else {
+            self as f32
+        }
     }
 }
 
+/// Largest magnitude passed on. Float audio may exceed ±1 (headroom), but values far beyond it
+/// are a broken source, and near f32::MAX they overflow the resampler's FFT into NaN.
+pub const SAMPLE_LIMIT: f32 = 64.0;
+
 /// Appends the channel mean of each interleaved frame to `out`, as YAMNet's reference does.
 ///
-/// Non-finite samples (NaN, ±Inf from a broken source) count as silence: one bad sample must not
-/// poison a whole window's spectrum. Returns how many such samples were replaced.
+/// Non-finite samples (NaN, ±Inf from a broken source) count as silence and samples beyond
+/// ±[`SAMPLE_LIMIT`] are clamped to it: one bad sample must not poison a whole window's
+/// spectrum. Returns how many non-finite samples were replaced.
 pub fn downmix_into<S: Sample>(interleaved: &[S], channels: usize, out: &mut Vec<f32>) -> usize {
     assert!(channels > 0, "at least one channel");
     let start = out.len();
-    // Branch-free first pass (it vectorises); NaN and ±Inf survive a sum, so one check of the
-    // results finds every frame that needs the careful second pass.
+    // Branch-free first pass (it vectorises); NaN, ±Inf and huge values survive a sum (NaN
+    // fails every comparison), so one check of the results finds every frame that needs the
+    // careful second pass.
     match channels {
         1 => out.extend(interleaved.iter().map(|s| s.to_f32())),
         2 => out.extend(
@@ -60,7 +71,8 @@ pub fn downmix_into<S: Sample>(interleaved: &[S], channels: usize, out: &mut Vec
             )
         }
     }
-    if out[start..].iter().all(|v| v.is_finite()) {
+    let in_range = |v: f32| v.abs() <= SAMPLE_LIMIT;
+    if out[start..].iter().all(|&v| in_range(v)) {
         return 0;
     }
     let mut replaced = 0;
@@ -68,20 +80,19 @@ pub fn downmix_into<S: Sample>(interleaved: &[S], channels: usize, out: &mut Vec
         .iter_mut()
         .zip(interleaved.chunks_exact(channels))
     {
-        if o.is_finite() {
+        if in_range(*o) {
             continue;
         }
-        // f64, so that finite full-scale float samples cannot overflow the sum either.
-        let mut sum = 0.0f64;
+        let mut sum = 0.0f32;
         for s in frame {
             let v = s.to_f32();
             if v.is_finite() {
-                sum += v as f64;
+                sum += v.clamp(-SAMPLE_LIMIT, SAMPLE_LIMIT);
             } else {
                 replaced += 1;
             }
         }
-        *o = (sum / channels as f64) as f32;
+        *o = sum / channels as f32;
     }
     replaced
 }
@@ -121,13 +132,16 @@ mod tests {
     }
 
     #[test]
-    fn huge_finite_float_samples_do_not_overflow_the_mean() {
+    fn huge_finite_samples_are_clamped() {
         let mut out = Vec::new();
         assert_eq!(
-            downmix_into(&[f32::MAX, f32::MAX, 1.0, 3.0], 2, &mut out),
+            downmix_into(&[f32::MAX, f32::MAX, 1.0, 3.0, -1e30, 0.0], 2, &mut out),
             0
         );
-        assert_eq!(out, vec![f32::MAX, 2.0]);
+        assert_eq!(out, vec![SAMPLE_LIMIT, 2.0, -SAMPLE_LIMIT / 2.0]);
+        out.clear();
+        downmix_into(&[f64::MAX], 1, &mut out);
+        assert_eq!(out, vec![SAMPLE_LIMIT]);
     }
 
     #[test]

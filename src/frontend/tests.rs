@@ -203,3 +203,20 @@ fn nan_input_is_counted_and_silenced() {
     assert_eq!(f.non_finite_samples(), 2);
     assert!(out.iter().all(|w| w.features.iter().all(|v| v.is_finite())));
 }
+
+#[test]
+fn random_float_bit_patterns_never_break_the_pipeline() {
+    // Every f32 bit pattern a broken source could send: NaN, ±Inf, denormals, ±f32::MAX.
+    let mut x = 0x9e37_79b9_u32;
+    let samples: Vec<f32> = (0..48000 * 2 * 3)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            f32::from_bits(x)
+        })
+        .collect();
+    let w = run(FrontendConfig::yamnet(), 48000, 2, &samples, 4096);
+    assert!(!w.is_empty());
+    assert!(w.iter().all(|w| w.features.iter().all(|v| v.is_finite())));
+}
