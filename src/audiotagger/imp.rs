@@ -1,14 +1,20 @@
 // SPDX-License-Identifier: MPL-2.0
 
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_audio::subclass::prelude::*;
+use gst_base::prelude::*;
 
-use crate::model::runtime;
+use super::results::{self, WindowResult};
+use super::{ExecutionProvider, SmoothingMode};
+use crate::frontend::{Frontend, Sample, Window};
+use crate::model::{self, SessionOptions, SharedModel, runtime};
+use crate::tags::{ClassFilter, Smoother, Tag, top_k};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -18,22 +24,96 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-#[derive(Debug, Clone, Default)]
+const DEFAULT_THRESHOLD: f64 = 0.1;
+const DEFAULT_TOP_K: u32 = 5;
+const DEFAULT_SMOOTHING_WINDOWS: u32 = 3;
+const DEFAULT_THREADS: u32 = 1;
+/// A timestamp further than this from where the samples say the stream is counts as a gap.
+const GAP_TOLERANCE: gst::ClockTime = gst::ClockTime::from_mseconds(20);
+
+#[derive(Debug, Clone)]
 struct Settings {
     ort_library: Option<PathBuf>,
+    model: PathBuf,
+    provider: ExecutionProvider,
+    device_id: u32,
+    threads: u32,
+    hop: gst::ClockTime,
+    threshold: f64,
+    top_k: u32,
+    labels: String,
+    exclude: String,
+    smoothing: SmoothingMode,
+    smoothing_windows: u32,
+    post_messages: bool,
+    attach_meta: bool,
+    embeddings: bool,
+    full_scores: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            ort_library: None,
+            model: model::default_model_path(),
+            provider: ExecutionProvider::Cpu,
+            device_id: 0,
+            threads: DEFAULT_THREADS,
+            hop: gst::ClockTime::ZERO,
+            threshold: DEFAULT_THRESHOLD,
+            top_k: DEFAULT_TOP_K,
+            labels: String::new(),
+            exclude: String::new(),
+            smoothing: SmoothingMode::Mean,
+            smoothing_windows: DEFAULT_SMOOTHING_WINDOWS,
+            post_messages: true,
+            attach_meta: true,
+            embeddings: false,
+            full_scores: false,
+        }
+    }
+}
+
+/// Where the stream is in time: model-rate sample 0 of the front-end is at `base`.
+struct Timing {
+    base: gst::ClockTime,
+    input_rate: u32,
+    input_frames: u64,
+}
+
+impl Timing {
+    fn at_model_sample(&self, sample: u64, rate: u32) -> gst::ClockTime {
+        self.base
+            + gst::ClockTime::from_nseconds((sample as u128 * 1_000_000_000 / rate as u128) as u64)
+    }
+
+    fn expected_next(&self) -> gst::ClockTime {
+        self.base
+            + gst::ClockTime::from_nseconds(
+                (self.input_frames as u128 * 1_000_000_000 / self.input_rate as u128) as u64,
+            )
+    }
 }
 
 /// Per-stream state, created when caps are set and dropped on stop.
 struct State {
     info: gst_audio::AudioInfo,
-    /// Frames (samples per channel) seen since the stream started, for sample-exact positions.
-    frames_seen: u64,
+    frontend: Frontend,
+    timing: Option<Timing>,
+    smoother: Smoother,
+    smoothing: (SmoothingMode, u32),
+    filter: ClassFilter,
+    filter_lists: (String, String),
+    warned_non_finite: bool,
 }
 
 #[derive(Default)]
 pub struct AudioTagger {
     settings: Mutex<Settings>,
+    model: Mutex<Option<Arc<SharedModel>>>,
     state: Mutex<Option<State>>,
+    /// Measured at start: the time one window's inference takes, reported as our latency.
+    processing_latency: Mutex<gst::ClockTime>,
 }
 
 #[glib::object_subclass]
@@ -47,6 +127,124 @@ impl ObjectImpl for AudioTagger {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb(
+                        "ONNX audio model with an audiotagger descriptor (metadata_props or a \
+                         sidecar <model>.json). Default: the YAMNet model scripts/setup.sh builds",
+                    )
+                    .default_value(Some(model::default_model_path().to_string_lossy().as_ref()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("execution-provider", ExecutionProvider::Cpu)
+                    .nick("Execution provider")
+                    .blurb(
+                        "Where inference runs. cuda and tensorrt need onnxruntime-gpu and a GPU; \
+                         if they cannot be used the element runs on the CPU and posts a warning. \
+                         auto tries TensorRT, then CUDA, then the CPU",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("device-id")
+                    .nick("GPU device")
+                    .blurb("Index of the GPU used by the cuda and tensorrt providers")
+                    .maximum(64)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Inference threads")
+                    .blurb(
+                        "ONNX Runtime intra-op threads of the session; 0 = one per core. \
+                         Elements with the same model, provider and threads share one session",
+                    )
+                    .maximum(256)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("hop")
+                    .nick("Hop")
+                    .blurb(
+                        "Time between the starts of consecutive windows, in nanoseconds; rounded \
+                         to the model's frame hop (10 ms for YAMNet). 0 = the model's own hop \
+                         (0.48 s for YAMNet: windows overlap by about half)",
+                    )
+                    .maximum(60 * gst::ClockTime::SECOND.nseconds())
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("threshold")
+                    .nick("Threshold")
+                    .blurb("Lowest score a class needs to be listed in the results")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("top-k")
+                    .nick("Top k")
+                    .blurb("How many classes to list per window, best first (after threshold and label filters)")
+                    .minimum(1)
+                    .maximum(1000)
+                    .default_value(DEFAULT_TOP_K)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("labels")
+                    .nick("Allowed labels")
+                    .blurb(
+                        "Only list these classes: label names separated by ';' (AudioSet names \
+                         contain commas), case-insensitive, e.g. \"Speech;Gunshot, gunfire\". \
+                         Empty: every class",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("exclude")
+                    .nick("Excluded labels")
+                    .blurb("Never list these classes: label names separated by ';', case-insensitive")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("smoothing", SmoothingMode::Mean)
+                    .nick("Smoothing")
+                    .blurb("How the smoothed scores combine the last smoothing-windows windows")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("smoothing-windows")
+                    .nick("Smoothing windows")
+                    .blurb("Windows the smoothed scores cover (the span for ema)")
+                    .minimum(1)
+                    .maximum(1000)
+                    .default_value(DEFAULT_SMOOTHING_WINDOWS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("post-messages")
+                    .nick("Post messages")
+                    .blurb("Post an 'audiotagger' element message on the bus for every window")
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("attach-meta")
+                    .nick("Attach meta")
+                    .blurb("Attach each window's result as AudioTaggerMeta to the buffer that completes the window")
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("embeddings")
+                    .nick("Embeddings")
+                    .blurb("Include the model's embedding (1024 values for YAMNet) in messages and meta")
+                    .default_value(false)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("full-scores")
+                    .nick("Full scores")
+                    .blurb("Include every class's score (521 for YAMNet) in messages and meta, to tune thresholds")
+                    .default_value(false)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("active-execution-provider")
+                    .nick("Active execution provider")
+                    .blurb("The provider inference actually runs on (cpu, cuda or tensorrt), once started")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecString::builder("ort-library")
                     .nick("ONNX Runtime library")
                     .blurb(
@@ -54,7 +252,6 @@ impl ObjectImpl for AudioTagger {
                          installed by the project's scripts/setup.sh. The runtime is loaded once \
                          per process; the first element to start decides which file is used",
                     )
-                    .default_value(None)
                     .mutable_ready()
                     .build(),
             ]
@@ -63,26 +260,81 @@ impl ObjectImpl for AudioTagger {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
+        let mut s = self.settings.lock().unwrap();
+        let path = |v: &glib::Value| {
+            v.get::<Option<String>>()
+                .ok()
+                .flatten()
+                .filter(|p| !p.is_empty())
+        };
         match pspec.name() {
-            "ort-library" => {
-                let path: Option<String> = value.get().expect("type checked upstream");
-                settings.ort_library = path.filter(|p| !p.is_empty()).map(PathBuf::from);
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "ort-library set to {:?}",
-                    settings.ort_library
-                );
+            "model" => {
+                s.model = path(value)
+                    .map(PathBuf::from)
+                    .unwrap_or_else(model::default_model_path)
             }
+            "execution-provider" => s.provider = value.get().expect("type checked upstream"),
+            "device-id" => s.device_id = value.get().expect("type checked upstream"),
+            "threads" => s.threads = value.get().expect("type checked upstream"),
+            "hop" => {
+                s.hop = gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"))
+            }
+            "threshold" => s.threshold = value.get().expect("type checked upstream"),
+            "top-k" => s.top_k = value.get().expect("type checked upstream"),
+            "labels" => {
+                s.labels = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            }
+            "exclude" => {
+                s.exclude = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            }
+            "smoothing" => s.smoothing = value.get().expect("type checked upstream"),
+            "smoothing-windows" => {
+                s.smoothing_windows = value.get().expect("type checked upstream")
+            }
+            "post-messages" => s.post_messages = value.get().expect("type checked upstream"),
+            "attach-meta" => s.attach_meta = value.get().expect("type checked upstream"),
+            "embeddings" => s.embeddings = value.get().expect("type checked upstream"),
+            "full-scores" => s.full_scores = value.get().expect("type checked upstream"),
+            "ort-library" => s.ort_library = path(value).map(PathBuf::from),
             _ => unimplemented!(),
         }
+        gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let settings = self.settings.lock().unwrap();
+        let s = self.settings.lock().unwrap();
         match pspec.name() {
-            "ort-library" => settings
+            "model" => s.model.to_string_lossy().to_value(),
+            "execution-provider" => s.provider.to_value(),
+            "device-id" => s.device_id.to_value(),
+            "threads" => s.threads.to_value(),
+            "hop" => s.hop.nseconds().to_value(),
+            "threshold" => s.threshold.to_value(),
+            "top-k" => s.top_k.to_value(),
+            "labels" => s.labels.to_value(),
+            "exclude" => s.exclude.to_value(),
+            "smoothing" => s.smoothing.to_value(),
+            "smoothing-windows" => s.smoothing_windows.to_value(),
+            "post-messages" => s.post_messages.to_value(),
+            "attach-meta" => s.attach_meta.to_value(),
+            "embeddings" => s.embeddings.to_value(),
+            "full-scores" => s.full_scores.to_value(),
+            "active-execution-provider" => self
+                .model
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|m| m.provider().name())
+                .to_value(),
+            "ort-library" => s
                 .ort_library
                 .as_ref()
                 .map(|p| p.to_string_lossy().into_owned())
@@ -120,8 +372,8 @@ impl BaseTransformImpl for AudioTagger {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let explicit = self.settings.lock().unwrap().ort_library.clone();
-        let loaded = runtime::ensure_loaded(explicit.as_deref())
+        let settings = self.settings.lock().unwrap().clone();
+        let loaded = runtime::ensure_loaded(settings.ort_library.as_deref())
             .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ("{e}")))?;
         if let Some(other) = loaded.requested_other {
             gst::element_imp_warning!(
@@ -136,35 +388,373 @@ impl BaseTransformImpl for AudioTagger {
                 ]
             );
         }
-        gst::debug!(
+        let options = SessionOptions {
+            provider: settings.provider.into(),
+            device_id: settings.device_id,
+            threads: settings.threads,
+        };
+        let shared = model::shared::get(&settings.model, &options)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{e}")))?;
+        if let Some(reason) = shared.fallback() {
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Init,
+                (
+                    "Execution provider {} is not usable here; running on the CPU",
+                    settings.provider.nick()
+                ),
+                ["{reason}"]
+            );
+        }
+        gst::info!(
             CAT,
             imp = self,
-            "ONNX Runtime in use: {}",
-            loaded.path.display()
+            "model {} ({} classes) on {}",
+            settings.model.display(),
+            shared.descriptor().num_classes(),
+            shared.provider()
         );
+        *self.processing_latency.lock().unwrap() = measure_processing_latency(&shared);
+        *self.model.lock().unwrap() = Some(shared);
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        *self.state.lock().unwrap() = None;
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.model.lock().unwrap() = None;
         Ok(())
     }
 
+    fn sink_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Eos(_) => {
+                // The tail that no complete window covered gets one padded window.
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(state) = state.as_mut() {
+                    let mut windows = Vec::new();
+                    state.frontend.finish(&mut windows);
+                    self.handle_windows(state, windows, None);
+                }
+            }
+            gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_) => {
+                if let Some(state) = self
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    self.restart_stream(state);
+                }
+            }
+            _ => {}
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            if !self.obj().sink_pad().peer_query(q.query_mut()) {
+                return false;
+            }
+            let (live, min, max) = q.result();
+            // Audio is never held back; what the element adds is the inference that runs in the
+            // streaming thread when a buffer completes a window.
+            let ours = *self.processing_latency.lock().unwrap();
+            gst::debug!(
+                CAT,
+                imp = self,
+                "adding {ours} of processing latency to {min}"
+            );
+            q.set(live, min + ours, max.map(|m| m + ours));
+            return true;
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
+    }
+
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut state_guard = self.state.lock().unwrap();
-        let Some(state) = state_guard.as_mut() else {
+        // A bug must not abort the host process: a panic becomes an element error.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.analyse(buf))).unwrap_or_else(
+            |panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Failed,
+                    ("Internal error while tagging: {what}"),
+                    ["please report it with the input that caused it"]
+                );
+                Err(gst::FlowError::Error)
+            },
+        )
+    }
+}
+
+impl AudioTagger {
+    fn analyse(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = guard.as_mut() else {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["Buffer before caps"]);
             return Err(gst::FlowError::NotNegotiated);
         };
-        let frames = buf.size() as u64 / state.info.bpf() as u64;
-        state.frames_seen += frames;
-        gst::trace!(
-            CAT,
-            imp = self,
-            "{frames} frames, {} in total",
-            state.frames_seen
-        );
+        let discont = buf.flags().contains(gst::BufferFlags::DISCONT);
+        let gap = match (&state.timing, buf.pts()) {
+            (Some(t), Some(pts)) => pts.absdiff(t.expected_next()) > GAP_TOLERANCE,
+            _ => false,
+        };
+        if state.timing.is_none() || discont || gap {
+            if state.frontend.samples_total() > 0 {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "discontinuity at {:?}: closing the current run",
+                    buf.pts()
+                );
+                let mut windows = Vec::new();
+                state.frontend.finish(&mut windows);
+                self.handle_windows(state, windows, None);
+                self.restart_stream(state);
+            }
+            let base = buf.pts().unwrap_or_else(|| {
+                self.obj()
+                    .segment()
+                    .downcast::<gst::format::Time>()
+                    .ok()
+                    .and_then(|s| s.start())
+                    .unwrap_or_default()
+            });
+            state.timing = Some(Timing {
+                base,
+                input_rate: state.info.rate(),
+                input_frames: 0,
+            });
+        }
+
+        let mut windows = Vec::new();
+        {
+            let map = buf.map_readable().map_err(|_| {
+                gst::element_imp_error!(self, gst::CoreError::Failed, ["Cannot read the buffer"]);
+                gst::FlowError::Error
+            })?;
+            let bytes = map.as_slice();
+            let frames = bytes.len() / state.info.bpf() as usize;
+            match state.info.format() {
+                gst_audio::AUDIO_FORMAT_S16 => {
+                    push_samples::<i16>(&mut state.frontend, bytes, &mut windows)
+                }
+                gst_audio::AUDIO_FORMAT_S32 => {
+                    push_samples::<i32>(&mut state.frontend, bytes, &mut windows)
+                }
+                gst_audio::AUDIO_FORMAT_F32 => {
+                    push_samples::<f32>(&mut state.frontend, bytes, &mut windows)
+                }
+                gst_audio::AUDIO_FORMAT_F64 => {
+                    push_samples::<f64>(&mut state.frontend, bytes, &mut windows)
+                }
+                other => unreachable!("caps allow no {other:?}"),
+            }
+            if let Some(t) = state.timing.as_mut() {
+                t.input_frames += frames as u64;
+            }
+        }
+        if state.frontend.non_finite_samples() > 0 && !state.warned_non_finite {
+            state.warned_non_finite = true;
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Format,
+                ("Input contains NaN or infinite samples; they are tagged as silence"),
+                ["the audio itself passes through unchanged"]
+            );
+        }
+        if !windows.is_empty() {
+            self.handle_windows(state, windows, Some(buf));
+        }
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+/// Reinterprets the buffer as samples (all accepted formats are little-endian) and feeds them.
+fn push_samples<S: Sample + bytemuck_like::FromLe>(
+    frontend: &mut Frontend,
+    bytes: &[u8],
+    out: &mut Vec<Window>,
+) {
+    // SAFETY: every bit pattern is a valid S (integers and floats); alignment is checked.
+    let (head, samples, tail) = unsafe { bytes.align_to::<S>() };
+    if cfg!(target_endian = "little") && head.is_empty() && tail.is_empty() {
+        frontend.push(samples, out);
+    } else {
+        let owned: Vec<S> = bytes
+            .chunks_exact(std::mem::size_of::<S>())
+            .map(S::from_le)
+            .collect();
+        frontend.push(&owned, out);
+    }
+}
+
+mod bytemuck_like {
+    pub trait FromLe: Sized {
+        fn from_le(b: &[u8]) -> Self;
+    }
+    macro_rules! impl_from_le {
+        ($($t:ty),*) => {$(impl FromLe for $t {
+            fn from_le(b: &[u8]) -> Self { <$t>::from_le_bytes(b.try_into().expect("chunk of the type's size")) }
+        })*};
+    }
+    impl_from_le!(i16, i32, f32, f64);
+}
+
+/// Times a warm-up run of one window, which also pays ONNX Runtime's first-run costs before the
+/// stream starts. Twice the measured time, rounded up to a millisecond, is what we report.
+fn measure_processing_latency(shared: &SharedModel) -> gst::ClockTime {
+    let shape = shared.descriptor().frontend.feature_shape();
+    let features = vec![0.0f32; shape.iter().product()];
+    let started = Instant::now();
+    let _ = shared.lock().run(&features, 1, false);
+    let took = started.elapsed() * 2;
+    gst::ClockTime::from_mseconds(took.as_millis() as u64 + 1).max(gst::ClockTime::from_nseconds(
+        Duration::from_millis(1).as_nanos() as u64,
+    ))
+}
+
+impl AudioTagger {
+    /// Forgets the stream's position and history: a flush, a new stream or a discontinuity.
+    fn restart_stream(&self, state: &mut State) {
+        let config = state.frontend.config().clone();
+        state.frontend = Frontend::new(config, state.info.rate(), state.info.channels() as usize)
+            .expect("the same configuration was accepted before");
+        state.smoother.reset();
+        state.timing = None;
+    }
+
+    /// Runs the model on `windows` in one batch and reports every result.
+    fn handle_windows(
+        &self,
+        state: &mut State,
+        windows: Vec<Window>,
+        mut buf: Option<&mut gst::BufferRef>,
+    ) {
+        if windows.is_empty() {
+            return;
+        }
+        let Some(shared) = self.model.lock().unwrap().clone() else {
+            return;
+        };
+        let settings = self.settings.lock().unwrap().clone();
+        let descriptor = shared.descriptor();
+        if state.smoothing != (settings.smoothing, settings.smoothing_windows) {
+            state.smoothing = (settings.smoothing, settings.smoothing_windows);
+            state.smoother = Smoother::new(
+                settings.smoothing.into(),
+                settings.smoothing_windows as usize,
+            );
+        }
+        if state.filter_lists != (settings.labels.clone(), settings.exclude.clone()) {
+            let (filter, unknown) =
+                ClassFilter::new(&descriptor.labels, &settings.labels, &settings.exclude);
+            if !unknown.is_empty() {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Settings,
+                    (
+                        "Unknown labels in `labels`/`exclude`: {}",
+                        unknown.join("; ")
+                    ),
+                    [
+                        "names must match the model's labels exactly, ignoring case; separate them with ';'"
+                    ]
+                );
+            }
+            state.filter = filter;
+            state.filter_lists = (settings.labels.clone(), settings.exclude.clone());
+        }
+
+        let features: Vec<f32> = windows
+            .iter()
+            .flat_map(|w| w.features.iter().copied())
+            .collect();
+        let output = match shared
+            .lock()
+            .run(&features, windows.len(), settings.embeddings)
+        {
+            Ok(o) => o,
+            Err(e) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::LibraryError::Failed,
+                    ("{e}"),
+                    ["windows skipped: {}", windows.len()]
+                );
+                return;
+            }
+        };
+        let classes = descriptor.num_classes();
+        let rate = descriptor.frontend.sample_rate;
+        let duration = gst::ClockTime::from_nseconds(
+            (descriptor.frontend.window_samples as u128 * 1_000_000_000 / rate as u128) as u64,
+        );
+        let segment = self.obj().segment().downcast::<gst::format::Time>().ok();
+        let Some(timing) = state.timing.as_ref() else {
+            return;
+        };
+        for (i, window) in windows.iter().enumerate() {
+            let scores = &output.scores[i * classes..(i + 1) * classes];
+            let tags: Vec<Tag> = top_k(
+                scores,
+                settings.top_k as usize,
+                settings.threshold as f32,
+                &state.filter,
+            );
+            let smoothed_scores = state.smoother.push(scores);
+            let smoothed = top_k(
+                smoothed_scores,
+                settings.top_k as usize,
+                settings.threshold as f32,
+                &state.filter,
+            );
+            let timestamp = timing.at_model_sample(window.start, rate);
+            let embedding = (output.embedding_dim > 0).then(|| {
+                &output.embeddings[i * output.embedding_dim..(i + 1) * output.embedding_dim]
+            });
+            let result = WindowResult {
+                index: window.index,
+                timestamp,
+                stream_time: segment.as_ref().and_then(|s| s.to_stream_time(timestamp)),
+                running_time: segment.as_ref().and_then(|s| s.to_running_time(timestamp)),
+                duration,
+                partial: window.is_partial(&descriptor.frontend),
+                tags: &tags,
+                smoothed: &smoothed,
+                labels: &descriptor.labels,
+                full_scores: settings.full_scores.then_some(scores),
+                embedding,
+            };
+            if settings.post_messages {
+                let msg = gst::message::Element::builder(result.to_structure())
+                    .src(&*self.obj())
+                    .build();
+                let _ = self.obj().post_message(msg);
+            }
+            if settings.attach_meta
+                && let Some(buf) = buf.as_deref_mut()
+                && let Ok(mut meta) = gst::meta::CustomMeta::add(buf, results::META_NAME)
+            {
+                result.fill(meta.mut_structure());
+            }
+            gst::log!(
+                CAT,
+                imp = self,
+                "window {} at {timestamp}: {:?}",
+                window.index,
+                tags.iter()
+                    .map(|t| (&descriptor.labels[t.class_id], t.score))
+                    .collect::<Vec<_>>()
+            );
+        }
     }
 }
 
@@ -184,10 +774,47 @@ impl AudioFilterImpl for AudioTagger {
     }
 
     fn setup(&self, info: &gst_audio::AudioInfo) -> Result<(), gst::LoggableError> {
-        gst::debug!(CAT, imp = self, "Configured for caps {:?}", info.to_caps());
-        *self.state.lock().unwrap() = Some(State {
+        let Some(shared) = self.model.lock().unwrap().clone() else {
+            return Err(gst::loggable_error!(
+                CAT,
+                "caps before the model was loaded"
+            ));
+        };
+        let settings = self.settings.lock().unwrap().clone();
+        let mut config = shared.descriptor().frontend.clone();
+        if settings.hop > gst::ClockTime::ZERO {
+            let hop = (settings.hop.nseconds() as u128 * config.sample_rate as u128 / 1_000_000_000)
+                as usize;
+            config = config.with_hop_samples(hop);
+        }
+        let frontend =
+            Frontend::new(config, info.rate(), info.channels() as usize).map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("Cannot analyse {:?}: {e}", info.to_caps())
+                );
+                gst::loggable_error!(CAT, "{e}")
+            })?;
+        gst::debug!(
+            CAT,
+            imp = self,
+            "configured for {:?}, hop {} samples",
+            info.to_caps(),
+            frontend.config().hop_samples
+        );
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
             info: info.clone(),
-            frames_seen: 0,
+            frontend,
+            timing: None,
+            smoother: Smoother::new(
+                settings.smoothing.into(),
+                settings.smoothing_windows as usize,
+            ),
+            smoothing: (settings.smoothing, settings.smoothing_windows),
+            filter: ClassFilter::default(),
+            filter_lists: (String::new(), String::new()),
+            warned_non_finite: false,
         });
         Ok(())
     }

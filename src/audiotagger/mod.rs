@@ -6,13 +6,82 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+pub mod results;
 
 glib::wrapper! {
     pub struct AudioTagger(ObjectSubclass<imp::AudioTagger>)
         @extends gst_audio::AudioFilter, gst_base::BaseTransform, gst::Element, gst::Object;
 }
 
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAudioTaggerExecutionProvider")]
+pub enum ExecutionProvider {
+    #[enum_value(name = "CPU: ONNX Runtime's CPU provider", nick = "cpu")]
+    Cpu = 0,
+    #[enum_value(
+        name = "CUDA on an NVIDIA GPU (falls back to the CPU with a warning)",
+        nick = "cuda"
+    )]
+    Cuda = 1,
+    #[enum_value(
+        name = "TensorRT on an NVIDIA GPU (falls back to the CPU with a warning)",
+        nick = "tensorrt"
+    )]
+    TensorRt = 2,
+    #[enum_value(name = "Auto: TensorRT, then CUDA, then the CPU", nick = "auto")]
+    Auto = 3,
+}
+
+impl ExecutionProvider {
+    pub fn nick(self) -> &'static str {
+        crate::model::Provider::from(self).name()
+    }
+}
+
+impl From<ExecutionProvider> for crate::model::Provider {
+    fn from(p: ExecutionProvider) -> Self {
+        match p {
+            ExecutionProvider::Cpu => Self::Cpu,
+            ExecutionProvider::Cuda => Self::Cuda,
+            ExecutionProvider::TensorRt => Self::TensorRt,
+            ExecutionProvider::Auto => Self::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAudioTaggerSmoothing")]
+pub enum SmoothingMode {
+    #[enum_value(name = "None: the window's own scores", nick = "none")]
+    None = 0,
+    #[enum_value(name = "Mean of the last smoothing-windows windows", nick = "mean")]
+    Mean = 1,
+    #[enum_value(name = "Maximum of the last smoothing-windows windows", nick = "max")]
+    Max = 2,
+    #[enum_value(
+        name = "Exponential moving average, span smoothing-windows",
+        nick = "ema"
+    )]
+    Ema = 3,
+}
+
+impl From<SmoothingMode> for crate::tags::Smoothing {
+    fn from(m: SmoothingMode) -> Self {
+        match m {
+            SmoothingMode::None => Self::None,
+            SmoothingMode::Mean => Self::Mean,
+            SmoothingMode::Max => Self::Max,
+            SmoothingMode::Ema => Self::Ema,
+        }
+    }
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    results::register_meta();
+    ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    SmoothingMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "audiotagger",

@@ -2,7 +2,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::sync::Once;
+
+use gst::prelude::*;
 
 pub fn init() {
     static INIT: Once = Once::new();
@@ -23,4 +26,82 @@ pub fn noise_bytes(len: usize, seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+pub fn shared_audio() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio")
+}
+
+/// One row of ../shared/audio/manifest.csv: the file and the AudioSet classes that count.
+pub struct Clip {
+    pub file: PathBuf,
+    pub label: String,
+    pub classes: Vec<String>,
+}
+
+pub fn manifest() -> Vec<Clip> {
+    let text = std::fs::read_to_string(shared_audio().join("manifest.csv"))
+        .expect("../shared/audio/manifest.csv");
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let fields = csv_fields(line);
+            Clip {
+                file: shared_audio().join(&fields[0]),
+                label: fields[1].clone(),
+                classes: fields[2].split(';').map(String::from).collect(),
+            }
+        })
+        .collect()
+}
+
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut fields, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+    for c in line.chars() {
+        match (c, quoted) {
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    fields.push(cur);
+    fields
+}
+
+pub fn strings(s: &gst::StructureRef, field: &str) -> Vec<String> {
+    s.get::<gst::Array>(field)
+        .unwrap()
+        .iter()
+        .map(|v| v.get::<String>().unwrap())
+        .collect()
+}
+
+pub fn floats(s: &gst::StructureRef, field: &str) -> Vec<f64> {
+    s.get::<gst::Array>(field)
+        .unwrap()
+        .iter()
+        .map(|v| v.get::<f64>().unwrap())
+        .collect()
+}
+
+/// Runs `description` to EOS and returns every `audiotagger` message structure, in order.
+pub fn run_pipeline(description: &str) -> Vec<gst::Structure> {
+    let pipeline = gst::parse::launch(description).unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = Vec::new();
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(120)) {
+        match msg.view() {
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure().filter(|s| s.name() == "audiotagger") {
+                    out.push(s.to_owned());
+                }
+            }
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{description}: {} ({:?})", e.error(), e.debug()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
 }

@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The element's results: timestamps, messages, meta, options and provider fallback.
+
+mod common;
+
+use gst::prelude::*;
+
+fn mono_caps(rate: i32) -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "F32LE")
+        .field("rate", rate)
+        .field("channels", 1)
+        .field("layout", "interleaved")
+        .build()
+}
+
+fn f32_buffer(samples: &[f32], pts: gst::ClockTime, rate: u64) -> gst::Buffer {
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut buf = gst::Buffer::from_mut_slice(bytes);
+    let b = buf.get_mut().unwrap();
+    b.set_pts(pts);
+    b.set_duration(gst::ClockTime::from_nseconds(
+        samples.len() as u64 * 1_000_000_000 / rate,
+    ));
+    buf
+}
+
+/// Element messages the harness's element posted, in order.
+fn messages(h: &mut gst_check::Harness) -> Vec<gst::Structure> {
+    let bus = h
+        .element()
+        .unwrap()
+        .bus()
+        .unwrap_or_else(|| panic!("no bus"));
+    std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Element]))
+        .filter_map(|m| {
+            m.structure()
+                .filter(|s| s.name() == "audiotagger")
+                .map(|s| s.to_owned())
+        })
+        .collect()
+}
+
+fn harness(props: &[(&str, &str)]) -> gst_check::Harness {
+    common::init();
+    let mut h = gst_check::Harness::new("audiotagger");
+    let element = h.element().unwrap();
+    element.set_property("name", "tagger");
+    for (k, v) in props {
+        element.set_property_from_str(k, v);
+    }
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    h.set_caps(mono_caps(48000), mono_caps(48000));
+    h
+}
+
+/// 1 kHz at full scale from `from` to `to` seconds, silence elsewhere, at 48 kHz.
+fn tone_burst(len_s: f64, from: f64, to: f64) -> Vec<f32> {
+    (0..(48000.0 * len_s) as usize)
+        .map(|i| {
+            let t = i as f64 / 48000.0;
+            if (from..to).contains(&t) {
+                (0.5 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+fn class_id(name: &str) -> usize {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/models/yamnet_class_map.csv"),
+    )
+    .unwrap();
+    text.lines()
+        .skip(1)
+        .position(|l| l.ends_with(&format!(",{name}")))
+        .expect("a YAMNet class")
+}
+
+#[test]
+fn timestamps_are_sample_exact_and_a_burst_shows_where_it_is() {
+    let mut h = harness(&[("full-scores", "true"), ("smoothing", "none")]);
+    // The stream starts at an odd time: 10 s plus one 48 kHz sample.
+    let base = gst::ClockTime::from_seconds(10) + gst::ClockTime::from_nseconds(20_833);
+    let audio = tone_burst(6.0, 3.0, 3.3);
+    let mut pts = base;
+    for chunk in audio.chunks(4410) {
+        let buf = f32_buffer(chunk, pts, 48000);
+        pts += buf.duration().unwrap();
+        h.push(buf).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let msgs = messages(&mut h);
+    assert!(msgs.len() >= 11, "{} windows", msgs.len());
+    let silence = class_id("Silence");
+    for (k, m) in msgs.iter().enumerate() {
+        let ts = m.get::<u64>("timestamp").unwrap();
+        // Window k starts k × 0.48 s after the first sample, to the nanosecond.
+        assert_eq!(ts, base.nseconds() + k as u64 * 480_000_000, "window {k}");
+        assert_eq!(m.get::<u64>("duration").unwrap(), 975_000_000);
+        assert_eq!(m.get::<u64>("window-index").unwrap(), k as u64);
+        let start = (ts - base.nseconds()) as f64 / 1e9;
+        let scores = common::floats(m, "full-scores");
+        let loudest = (0..scores.len())
+            .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+            .unwrap();
+        // Windows holding the whole burst must hear something; windows holding none of it must
+        // hear silence. (What the tone is called, "Beep, bleep" here, is the classifier's call;
+        // a window with only the burst's edge is too.)
+        if start <= 3.0 && start + 0.975 >= 3.3 {
+            assert!(
+                loudest != silence && scores[silence] < 0.5,
+                "window {k} at {start:.2} s holds the tone but hears silence"
+            );
+        } else if start + 0.975 <= 3.0 || start >= 3.3 {
+            assert_eq!(
+                loudest,
+                silence,
+                "window {k} at {start:.2} s is silent but hears {:?}",
+                common::strings(m, "labels")
+            );
+        }
+    }
+    // The last window was padded at EOS and says so.
+    assert!(msgs.last().unwrap().get::<bool>("partial").unwrap());
+    assert!(!msgs[0].get::<bool>("partial").unwrap());
+}
+
+#[test]
+fn meta_is_attached_to_the_buffer_that_completes_each_window() {
+    let mut h = harness(&[]);
+    let audio = tone_burst(3.0, 0.5, 2.5);
+    let (mut pts, mut metas) = (gst::ClockTime::ZERO, Vec::new());
+    for chunk in audio.chunks(4800) {
+        let buf = f32_buffer(chunk, pts, 48000);
+        pts += buf.duration().unwrap();
+        let out = h.push_and_pull(buf).unwrap();
+        if let Ok(meta) = gst::meta::CustomMeta::from_buffer(&out, "AudioTaggerMeta") {
+            let s = meta.structure();
+            let start = s.get::<u64>("timestamp").unwrap();
+            // The window's last sample has arrived by the end of this buffer, and the result is
+            // not held back longer than the resampler's block (under 50 ms at 48 kHz).
+            let end = start + s.get::<u64>("duration").unwrap();
+            let buffer_end = (out.pts().unwrap() + out.duration().unwrap()).nseconds();
+            assert!(
+                end <= buffer_end + 1 && buffer_end - end < 50_000_000 + 100_000_000,
+                "window end {end}, buffer end {buffer_end}"
+            );
+            metas.push(s.to_owned());
+        }
+    }
+    // 3 s at hop 0.48 s: complete windows at 0, 0.48, …, 1.92 (ends 2.895 s).
+    assert_eq!(metas.len(), 5);
+    let msgs = messages(&mut h);
+    for (meta, msg) in metas.iter().zip(&msgs) {
+        assert_eq!(
+            meta.get::<u64>("timestamp").unwrap(),
+            msg.get::<u64>("timestamp").unwrap()
+        );
+        assert_eq!(
+            common::strings(meta, "labels"),
+            common::strings(msg, "labels")
+        );
+    }
+}
+
+#[test]
+fn meta_survives_audioconvert_and_audioresample() {
+    common::init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audiotagger post-messages=false ! audioconvert ! audioresample ! audio/x-raw,rate=8000,format=S16LE ! appsink name=sink sync=false",
+        common::shared_audio().join("speech__librispeech__1.wav").display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut found = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let buf = sample.buffer().unwrap();
+        if let Ok(meta) = gst::meta::CustomMeta::from_buffer(buf, "AudioTaggerMeta") {
+            found.push(common::strings(meta.structure(), "labels"));
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        found.len() >= 20,
+        "{} metas arrived after audioresample",
+        found.len()
+    );
+    assert!(
+        found
+            .iter()
+            .all(|l| l.first().map(String::as_str) == Some("Speech")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn options_shape_the_results() {
+    let mut h = harness(&[
+        ("full-scores", "true"),
+        ("embeddings", "true"),
+        ("top-k", "2"),
+        ("threshold", "0.0"),
+        ("exclude", "Silence"),
+    ]);
+    h.push(f32_buffer(
+        &tone_burst(1.5, 0.0, 1.5),
+        gst::ClockTime::ZERO,
+        48000,
+    ))
+    .unwrap();
+    let msgs = messages(&mut h);
+    assert_eq!(msgs.len(), 2);
+    let m = &msgs[0];
+    assert_eq!(common::floats(m, "full-scores").len(), 521);
+    assert_eq!(common::floats(m, "embedding").len(), 1024);
+    let labels = common::strings(m, "labels");
+    assert_eq!(labels.len(), 2);
+    assert!(!labels.contains(&"Silence".to_string()));
+    let scores = common::floats(m, "scores");
+    assert!(scores[0] >= scores[1]);
+
+    // An allow list restricts the results to those classes.
+    let mut h = harness(&[("labels", "Speech;Music"), ("threshold", "0.0")]);
+    h.push(f32_buffer(
+        &tone_burst(1.0, 0.0, 1.0),
+        gst::ClockTime::ZERO,
+        48000,
+    ))
+    .unwrap();
+    for m in messages(&mut h) {
+        let labels = common::strings(&m, "labels");
+        assert!(
+            !labels.is_empty() && labels.iter().all(|l| l == "Speech" || l == "Music"),
+            "{labels:?}"
+        );
+    }
+}
+
+#[test]
+fn a_large_buffer_is_batched_and_gives_the_same_results_as_small_ones() {
+    let audio = tone_burst(6.0, 1.0, 4.0);
+    let mut one = harness(&[("full-scores", "true")]);
+    one.push(f32_buffer(&audio, gst::ClockTime::ZERO, 48000))
+        .unwrap();
+    let mut many = harness(&[("full-scores", "true")]);
+    let mut pts = gst::ClockTime::ZERO;
+    for chunk in audio.chunks(1000) {
+        let b = f32_buffer(chunk, pts, 48000);
+        pts += b.duration().unwrap();
+        many.push(b).unwrap();
+    }
+    let (a, b) = (messages(&mut one), messages(&mut many));
+    assert_eq!(a.len(), 11);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            x.get::<u64>("timestamp").unwrap(),
+            y.get::<u64>("timestamp").unwrap()
+        );
+        for (p, q) in common::floats(x, "full-scores")
+            .iter()
+            .zip(common::floats(y, "full-scores"))
+        {
+            assert!((p - q).abs() < 1e-5, "batched {p} vs single {q}");
+        }
+    }
+}
+
+#[test]
+fn cuda_requested_without_a_gpu_runs_on_the_cpu_and_says_so() {
+    common::init();
+    let pipeline = gst::parse::launch(
+        "audiotestsrc num-buffers=60 ! audio/x-raw,rate=16000 ! audiotagger name=t execution-provider=cuda ! fakesink",
+    )
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (mut warning, mut results) = (None, 0);
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(30)) {
+        match msg.view() {
+            gst::MessageView::Warning(w) => {
+                warning = Some(format!("{} {:?}", w.error(), w.debug()))
+            }
+            gst::MessageView::Element(e)
+                if e.structure().is_some_and(|s| s.name() == "audiotagger") =>
+            {
+                results += 1
+            }
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    let t = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("t")
+        .unwrap();
+    assert_eq!(
+        t.property::<Option<String>>("active-execution-provider")
+            .as_deref(),
+        Some("cpu")
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    let warning = warning.expect("a warning that CUDA is not used");
+    assert!(
+        warning.contains("cuda") && warning.contains("CPU"),
+        "{warning}"
+    );
+    assert!(results > 0, "still tags on the CPU");
+}
+
+#[test]
+fn latency_query_adds_the_processing_time() {
+    common::init();
+    let pipeline =
+        gst::parse::launch("audiotestsrc name=src is-live=true ! audiotagger name=t ! fakesink")
+            .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let _ = pipeline.state(gst::ClockTime::from_seconds(10));
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let mut upstream = gst::query::Latency::new();
+    assert!(
+        bin.by_name("src")
+            .unwrap()
+            .static_pad("src")
+            .unwrap()
+            .query(&mut upstream)
+    );
+    let mut with = gst::query::Latency::new();
+    assert!(
+        bin.by_name("t")
+            .unwrap()
+            .static_pad("src")
+            .unwrap()
+            .query(&mut with)
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    let (live, min, _) = with.result();
+    assert!(live);
+    let added = min - upstream.result().1;
+    assert!(
+        added >= gst::ClockTime::from_mseconds(1) && added < gst::ClockTime::from_mseconds(500),
+        "added {added}"
+    );
+}
+
+#[test]
+fn missing_model_is_an_error_naming_the_file_and_the_fix() {
+    common::init();
+    let pipeline = gst::parse::launch(
+        "audiotestsrc num-buffers=5 ! audiotagger model=/nonexistent/m.onnx ! fakesink",
+    )
+    .unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
+        .expect("an error");
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = e.error().to_string();
+    assert!(
+        text.contains("/nonexistent/m.onnx") && text.contains("scripts/setup.sh"),
+        "{text}"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn a_file_that_is_not_onnx_is_an_error_not_a_panic() {
+    common::init();
+    let dir = std::env::temp_dir().join(format!("audiotagger-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bogus = dir.join("truncated.onnx");
+    std::fs::write(&bogus, b"not an onnx model").unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "audiotestsrc num-buffers=5 ! audiotagger model=\"{}\" ! fakesink",
+        bogus.display()
+    ))
+    .unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
+        .expect("an error");
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    assert!(
+        e.error()
+            .to_string()
+            .contains("could not be loaded as an ONNX model"),
+        "{}",
+        e.error()
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
