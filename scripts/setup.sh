@@ -11,7 +11,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 apt_packages=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good pkg-config python3-venv
-  meson ninja-build
+  meson ninja-build python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0
 )
 missing=()
 for p in "${apt_packages[@]}"; do

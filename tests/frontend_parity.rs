@@ -92,8 +92,11 @@ fn log_mel_matches_the_numpy_reference() {
 }
 
 fn session() -> ModelSession {
-    ModelSession::load(&model::default_model_path(), 1)
-        .expect("default model (run scripts/setup.sh)")
+    ModelSession::load(
+        &model::default_model_path(),
+        &model::SessionOptions::default(),
+    )
+    .expect("default model (run scripts/setup.sh)")
 }
 
 fn run(session: &mut ModelSession, windows: &[Window]) -> Vec<Vec<f32>> {

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The examples work: the CLI prints JSON per window, the Python script reads the messages.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// target/<profile>, where cargo put the plugin and the examples for this test run.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn speech() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/speech__librispeech__3.wav")
+}
+
+#[test]
+fn the_cli_prints_one_json_object_per_window() {
+    let cli = target_dir().join("examples/tag");
+    assert!(
+        cli.exists(),
+        "{} (built by `cargo test --all-targets`)",
+        cli.display()
+    );
+    let out = Command::new(&cli)
+        .arg(speech())
+        .arg("top-k=3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let windows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert!(windows.len() >= 5);
+    for (k, w) in windows.iter().enumerate() {
+        assert_eq!(w["window"], k);
+        assert!(w["labels"].as_array().unwrap().len() <= 3);
+    }
+    let speech_first = windows
+        .iter()
+        .filter(|w| w["labels"][0] == "Speech")
+        .count();
+    assert!(
+        speech_first * 10 >= windows.len() * 9,
+        "{speech_first} of {} windows say Speech first",
+        windows.len()
+    );
+
+    let missing = Command::new(&cli).arg("/nonexistent.wav").output().unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.wav"));
+}
+
+#[test]
+fn the_python_example_reads_the_messages() {
+    let python = PathBuf::from("/usr/bin/python3");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/read_messages.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(speech())
+        .env("GST_PLUGIN_PATH", target_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().count() >= 5, "{text}");
+    assert!(text.lines().all(|l| l.contains(" s  ")), "{text}");
+    assert!(text.contains("Speech"), "{text}");
+}
