@@ -15,6 +15,8 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --release --all-targets --quiet -- -D warnings
 
 step "cargo test"
+# The example tests run the real example binaries, which `cargo test` builds only as tests.
+cargo build --release --examples --quiet
 cargo test --release --all-targets 2>&1 | tee target/test.log
 passed=$(grep -Eo '[0-9]+ passed' target/test.log | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test.log | awk '{s+=$1} END {print s+0}')

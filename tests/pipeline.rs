@@ -16,25 +16,8 @@ fn clip_scores(file: &std::path::Path) -> (Vec<f64>, Vec<String>, usize) {
             *acc += s / msgs.len() as f64;
         }
     }
-    let labels = labels();
+    let labels = common::yamnet_labels();
     (mean, labels, msgs.len())
-}
-
-fn labels() -> Vec<String> {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/models/yamnet_class_map.csv"),
-    )
-    .unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let i = l.find(',').unwrap();
-            let r = &l[i + 1..];
-            let j = r.find(',').unwrap();
-            r[j + 1..].trim_matches('"').to_string()
-        })
-        .collect()
 }
 
 fn top3(mean: &[f64], labels: &[String]) -> Vec<String> {

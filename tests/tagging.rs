@@ -70,14 +70,9 @@ fn tone_burst(len_s: f64, from: f64, to: f64) -> Vec<f32> {
 }
 
 fn class_id(name: &str) -> usize {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/models/yamnet_class_map.csv"),
-    )
-    .unwrap();
-    text.lines()
-        .skip(1)
-        .position(|l| l.ends_with(&format!(",{name}")))
+    common::yamnet_labels()
+        .iter()
+        .position(|l| l == name)
         .expect("a YAMNet class")
 }
 
@@ -359,56 +354,31 @@ fn latency_query_adds_the_processing_time() {
 
 #[test]
 fn missing_model_is_an_error_naming_the_file_and_the_fix() {
-    common::init();
-    let pipeline = gst::parse::launch(
+    let (error, _) = common::expect_start_error(
         "audiotestsrc num-buffers=5 ! audiotagger model=/nonexistent/m.onnx ! fakesink",
-    )
-    .unwrap();
-    let _ = pipeline.set_state(gst::State::Playing);
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
-        .expect("an error");
-    let gst::MessageView::Error(e) = msg.view() else {
-        unreachable!()
-    };
-    let text = e.error().to_string();
+    );
+    let text = error.to_string();
     assert!(
         text.contains("/nonexistent/m.onnx") && text.contains("scripts/setup.sh"),
         "{text}"
     );
-    pipeline.set_state(gst::State::Null).unwrap();
 }
 
 #[test]
 fn a_file_that_is_not_onnx_is_an_error_not_a_panic() {
-    common::init();
     let dir = std::env::temp_dir().join(format!("audiotagger-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bogus = dir.join("truncated.onnx");
     std::fs::write(&bogus, b"not an onnx model").unwrap();
-    let pipeline = gst::parse::launch(&format!(
+    let (error, _) = common::expect_start_error(&format!(
         "audiotestsrc num-buffers=5 ! audiotagger model=\"{}\" ! fakesink",
         bogus.display()
-    ))
-    .unwrap();
-    let _ = pipeline.set_state(gst::State::Playing);
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
-        .expect("an error");
-    let gst::MessageView::Error(e) = msg.view() else {
-        unreachable!()
-    };
+    ));
     assert!(
-        e.error()
+        error
             .to_string()
             .contains("could not be loaded as an ONNX model"),
-        "{}",
-        e.error()
+        "{error}"
     );
-    pipeline.set_state(gst::State::Null).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -105,3 +105,32 @@ pub fn run_pipeline(description: &str) -> Vec<gst::Structure> {
     pipeline.set_state(gst::State::Null).unwrap();
     out
 }
+
+/// YAMNet's 521 display names, in class order, from ../shared/models/yamnet_class_map.csv.
+pub fn yamnet_labels() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/yamnet_class_map.csv");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| csv_fields(l)[2].clone())
+        .collect()
+}
+
+/// Starts `description`, which must fail, and returns its error and the name of the element
+/// that posted it (an error message, not a panic or a hang).
+pub fn expect_start_error(description: &str) -> (gst::glib::Error, String) {
+    init();
+    let pipeline = gst::parse::launch(description).unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
+        .unwrap_or_else(|| panic!("{description}: no error message"));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let source = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+    (e.error(), source)
+}
