@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
@@ -615,10 +615,7 @@ fn measure_processing_latency(shared: &SharedModel) -> gst::ClockTime {
     let features = vec![0.0f32; shape.iter().product()];
     let started = Instant::now();
     let _ = shared.lock().run(&features, 1, false);
-    let took = started.elapsed() * 2;
-    gst::ClockTime::from_mseconds(took.as_millis() as u64 + 1).max(gst::ClockTime::from_nseconds(
-        Duration::from_millis(1).as_nanos() as u64,
-    ))
+    gst::ClockTime::from_mseconds((started.elapsed() * 2).as_millis() as u64 + 1)
 }
 
 impl AudioTagger {
