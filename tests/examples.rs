@@ -57,12 +57,11 @@ fn the_cli_prints_one_json_object_per_window() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.wav"));
 }
 
-#[test]
-fn the_python_example_reads_the_messages() {
-    let python = PathBuf::from("/usr/bin/python3");
+fn run_python_example(extra: &[&str]) -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/read_messages.py");
-    let out = Command::new(python)
+    let out = Command::new("/usr/bin/python3")
         .arg(script)
+        .args(extra)
         .arg(speech())
         .env("GST_PLUGIN_PATH", target_dir())
         .output()
@@ -72,8 +71,20 @@ fn the_python_example_reads_the_messages() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.lines().count() >= 5, "{text}");
-    assert!(text.lines().all(|l| l.contains(" s  ")), "{text}");
-    assert!(text.contains("Speech"), "{text}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_python_example_reads_the_messages_and_the_meta() {
+    let messages = run_python_example(&[]);
+    assert!(messages.lines().count() >= 5, "{messages}");
+    assert!(messages.lines().all(|l| l.contains(" s  ")), "{messages}");
+    assert!(messages.contains("Speech"), "{messages}");
+    // The meta on the buffers carries the same results as the messages, except the window
+    // padded at EOS: no buffer follows it to carry it (README, "Messages and metadata").
+    let meta = run_python_example(&["--meta"]);
+    let (messages, meta): (Vec<&str>, Vec<&str>) =
+        (messages.lines().collect(), meta.lines().collect());
+    assert_eq!(meta.len() + 1, messages.len());
+    assert_eq!(meta[..], messages[..meta.len()]);
 }
