@@ -382,3 +382,59 @@ fn a_file_that_is_not_onnx_is_an_error_not_a_panic() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn caps_change_mid_stream_keeps_tagging_with_right_timestamps() {
+    let mut h = harness(&[]);
+    let first = tone_burst(2.0, 0.0, 2.0);
+    h.push(f32_buffer(&first, gst::ClockTime::ZERO, 48000))
+        .unwrap();
+    // Now 16 kHz stereo S16, continuing at 2 s.
+    let caps = gst::Caps::builder("audio/x-raw")
+        .field("format", "S16LE")
+        .field("rate", 16000)
+        .field("channels", 2)
+        .field("layout", "interleaved")
+        .build();
+    h.set_caps(caps.clone(), caps);
+    let stereo: Vec<u8> = (0..16000 * 2)
+        .flat_map(|i| {
+            let v =
+                ((2.0 * std::f64::consts::PI * 440.0 * i as f64 / 16000.0).sin() * 8000.0) as i16;
+            [v.to_le_bytes(), v.to_le_bytes()].concat()
+        })
+        .collect();
+    let mut buf = gst::Buffer::from_mut_slice(stereo);
+    buf.get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_seconds(2));
+    buf.get_mut().unwrap().set_flags(gst::BufferFlags::DISCONT);
+    h.push(buf).unwrap();
+    let starts: Vec<u64> = messages(&mut h)
+        .iter()
+        .map(|m| m.get::<u64>("timestamp").unwrap())
+        .collect();
+    // Before: 0, 0.48, 0.96 (complete within 2 s); after: a new run from 2 s.
+    assert_eq!(&starts[..3], &[0, 480_000_000, 960_000_000]);
+    assert!(starts.contains(&2_000_000_000), "{starts:?}");
+    assert!(starts.contains(&2_480_000_000), "{starts:?}");
+}
+
+#[test]
+fn start_stop_cycles_do_not_leak_or_fail() {
+    common::init();
+    let pipeline =
+        gst::parse::launch("audiotestsrc num-buffers=20 ! audiotagger ! fakesink").unwrap();
+    for _ in 0..50 {
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let _ = pipeline.state(gst::ClockTime::from_seconds(5));
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+    // Stopped elements release the shared session: a new one with other options still loads.
+    let other =
+        gst::parse::launch("audiotestsrc num-buffers=20 ! audiotagger threads=2 ! fakesink")
+            .unwrap();
+    other.set_state(gst::State::Playing).unwrap();
+    assert!(other.state(gst::ClockTime::from_seconds(10)).0.is_ok());
+    other.set_state(gst::State::Null).unwrap();
+}
