@@ -14,6 +14,17 @@ fn speech() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/speech__librispeech__3.wav")
 }
 
+/// Runs `cmd`, requires success (showing its stderr otherwise) and returns its stdout.
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn the_cli_prints_one_json_object_per_window() {
     let cli = target_dir().join("examples/tag");
@@ -22,18 +33,8 @@ fn the_cli_prints_one_json_object_per_window() {
         "{} (built by `cargo test --all-targets`)",
         cli.display()
     );
-    let out = Command::new(&cli)
-        .arg(speech())
-        .arg("top-k=3")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let windows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
+    let stdout = run_ok(Command::new(&cli).arg(speech()).arg("top-k=3"));
+    let windows: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
@@ -59,19 +60,13 @@ fn the_cli_prints_one_json_object_per_window() {
 
 fn run_python_example(extra: &[&str]) -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/read_messages.py");
-    let out = Command::new("/usr/bin/python3")
-        .arg(script)
-        .args(extra)
-        .arg(speech())
-        .env("GST_PLUGIN_PATH", target_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run_ok(
+        Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(extra)
+            .arg(speech())
+            .env("GST_PLUGIN_PATH", target_dir()),
+    )
 }
 
 #[test]

@@ -81,17 +81,18 @@ struct Timing {
     input_frames: u64,
 }
 
+/// The time `samples` take at `rate`, rounded down to the nanosecond.
+fn samples_to_time(samples: u64, rate: u32) -> gst::ClockTime {
+    gst::ClockTime::from_nseconds((samples as u128 * 1_000_000_000 / rate as u128) as u64)
+}
+
 impl Timing {
     fn at_model_sample(&self, sample: u64, rate: u32) -> gst::ClockTime {
-        self.base
-            + gst::ClockTime::from_nseconds((sample as u128 * 1_000_000_000 / rate as u128) as u64)
+        self.base + samples_to_time(sample, rate)
     }
 
     fn expected_next(&self) -> gst::ClockTime {
-        self.base
-            + gst::ClockTime::from_nseconds(
-                (self.input_frames as u128 * 1_000_000_000 / self.input_rate as u128) as u64,
-            )
+        self.base + samples_to_time(self.input_frames, self.input_rate)
     }
 }
 
@@ -650,7 +651,7 @@ impl AudioTagger {
                 settings.smoothing_windows as usize,
             );
         }
-        if state.filter_lists != (settings.labels.clone(), settings.exclude.clone()) {
+        if state.filter_lists.0 != settings.labels || state.filter_lists.1 != settings.exclude {
             let (filter, unknown) =
                 ClassFilter::new(&descriptor.labels, &settings.labels, &settings.exclude);
             if !unknown.is_empty() {
@@ -691,9 +692,7 @@ impl AudioTagger {
         };
         let classes = descriptor.num_classes();
         let rate = descriptor.frontend.sample_rate;
-        let duration = gst::ClockTime::from_nseconds(
-            (descriptor.frontend.window_samples as u128 * 1_000_000_000 / rate as u128) as u64,
-        );
+        let duration = samples_to_time(descriptor.frontend.window_samples as u64, rate);
         let segment = self.obj().segment().downcast::<gst::format::Time>().ok();
         let Some(timing) = state.timing.as_ref() else {
             return;

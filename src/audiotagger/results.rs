@@ -29,6 +29,13 @@ pub struct WindowResult<'a> {
     pub embedding: Option<&'a [f32]>,
 }
 
+fn float_array(values: impl IntoIterator<Item = f32>) -> gst::Array {
+    values
+        .into_iter()
+        .map(|v| (v as f64).to_send_value())
+        .collect()
+}
+
 fn tag_arrays(tags: &[Tag], labels: &[String]) -> (gst::Array, gst::Array, gst::Array) {
     (
         tags.iter()
@@ -37,9 +44,7 @@ fn tag_arrays(tags: &[Tag], labels: &[String]) -> (gst::Array, gst::Array, gst::
         tags.iter()
             .map(|t| (t.class_id as i32).to_send_value())
             .collect(),
-        tags.iter()
-            .map(|t| (t.score as f64).to_send_value())
-            .collect(),
+        float_array(tags.iter().map(|t| t.score)),
     )
 }
 
@@ -61,20 +66,10 @@ impl WindowResult<'_> {
         s.set("smoothed-class-ids", ids);
         s.set("smoothed-scores", scores);
         if let Some(all) = self.full_scores {
-            s.set(
-                "full-scores",
-                all.iter()
-                    .map(|&v| (v as f64).to_send_value())
-                    .collect::<gst::Array>(),
-            );
+            s.set("full-scores", float_array(all.iter().copied()));
         }
         if let Some(e) = self.embedding {
-            s.set(
-                "embedding",
-                e.iter()
-                    .map(|&v| (v as f64).to_send_value())
-                    .collect::<gst::Array>(),
-            );
+            s.set("embedding", float_array(e.iter().copied()));
         }
     }
 

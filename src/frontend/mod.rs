@@ -275,7 +275,7 @@ impl Frontend {
                 frames_base,
                 next_frame,
             } => {
-                let p = mel.params().clone();
+                let p = mel.params();
                 let (frame_hop, frame_len, bands) = (p.frame_hop as u64, p.frame_length, *bands);
                 let per_window = (window - frame_len) / p.frame_hop + 1;
                 let hop_frames = hop / frame_hop;

@@ -148,11 +148,6 @@ pub fn environment() -> Option<&'static ort::environment::Environment> {
     ENVIRONMENT.get()
 }
 
-/// ONNX Runtime's build description of the loaded library (branch, commit, flags).
-pub fn build_info() -> Option<&'static str> {
-    ENVIRONMENT.get().map(|_| ort::info())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

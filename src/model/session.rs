@@ -62,7 +62,6 @@ pub struct BatchOutput {
 pub struct ModelSession {
     session: Session,
     descriptor: ModelDescriptor,
-    path: PathBuf,
     provider: Provider,
     fallback: Option<String>,
 }
@@ -162,7 +161,6 @@ impl ModelSession {
         Ok(Self {
             session,
             descriptor,
-            path: path.to_path_buf(),
             provider,
             fallback,
         })
@@ -223,10 +221,6 @@ impl ModelSession {
 
     pub fn descriptor(&self) -> &ModelDescriptor {
         &self.descriptor
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `batch` windows whose features are concatenated in `features`.
