@@ -103,6 +103,49 @@ impl FrontendConfig {
     }
 }
 
+/// Loudness of a window as the model hears it (downmixed to mono, resampled), in dBFS:
+/// 20·log10 of an amplitude where 1.0 is full scale, so a full-scale sine has an RMS of -3 dBFS.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Level {
+    pub rms_db: f32,
+    pub peak_db: f32,
+    /// RMS of the loudest 25 ms block: short sounds that the window's RMS would average away.
+    pub short_term_db: f32,
+}
+
+/// What silence measures, instead of minus infinity.
+pub const LEVEL_FLOOR_DB: f32 = -200.0;
+
+fn to_db(amplitude: f64) -> f32 {
+    if amplitude > 0.0 {
+        ((20.0 * amplitude.log10()) as f32).max(LEVEL_FLOOR_DB)
+    } else {
+        LEVEL_FLOOR_DB
+    }
+}
+
+impl Level {
+    /// Measures `samples`, with short-term blocks of `block` samples.
+    pub fn measure(samples: &[f32], block: usize) -> Self {
+        let block = block.max(1);
+        let mut total = 0.0f64;
+        let mut loudest_block = 0.0f64;
+        let mut peak = 0.0f32;
+        for chunk in samples.chunks(block) {
+            let sum: f64 = chunk.iter().map(|&x| (x as f64) * (x as f64)).sum();
+            peak = chunk.iter().fold(peak, |p, x| p.max(x.abs()));
+            total += sum;
+            loudest_block = loudest_block.max(sum / chunk.len() as f64);
+        }
+        let n = samples.len().max(1) as f64;
+        Self {
+            rms_db: to_db((total / n).sqrt()),
+            peak_db: to_db(peak as f64),
+            short_term_db: to_db(loudest_block.sqrt()),
+        }
+    }
+}
+
 /// One model input, ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
@@ -114,6 +157,7 @@ pub struct Window {
     /// window that ends a stream.
     pub valid_samples: usize,
     pub features: Vec<f32>,
+    pub level: Level,
 }
 
 impl Window {
@@ -254,15 +298,18 @@ impl Frontend {
         let hop = self.config.hop_samples as u64;
         let window = self.config.window_samples;
         let end = self.samples_base + self.samples.len() as u64;
+        let level_block = (self.config.sample_rate / 40).max(1) as usize;
         match &mut self.features {
             Features::Waveform => {
                 while self.next_window * hop + window as u64 <= end {
                     let from = (self.next_window * hop - self.samples_base) as usize;
+                    let samples = &self.samples[from..from + window];
                     out.push(Window {
                         index: self.next_window,
                         start: self.next_window * hop,
                         valid_samples: window,
-                        features: self.samples[from..from + window].to_vec(),
+                        features: samples.to_vec(),
+                        level: Level::measure(samples, level_block),
                     });
                     self.next_window += 1;
                 }
@@ -295,11 +342,13 @@ impl Frontend {
                     // Emit every window this frame completes.
                     while self.next_window * hop_frames + per_window as u64 <= *next_frame {
                         let first = (self.next_window * hop_frames - *frames_base) as usize * bands;
+                        let from = (self.next_window * hop - self.samples_base) as usize;
                         out.push(Window {
                             index: self.next_window,
                             start: self.next_window * hop,
                             valid_samples: window,
                             features: frames[first..first + per_window * bands].to_vec(),
+                            level: Level::measure(&self.samples[from..from + window], level_block),
                         });
                         self.next_window += 1;
                     }
@@ -315,7 +364,8 @@ impl Frontend {
                         *next_frame = (*next_frame).max(keep_from);
                     }
                 }
-                let next_sample = *next_frame * frame_hop;
+                // Samples stay until their window's level has been measured.
+                let next_sample = (*next_frame * frame_hop).min(self.next_window * hop);
                 self.trim_samples(next_sample);
             }
         }
