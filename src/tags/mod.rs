@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! From per-window scores to tags, free of GStreamer: smoothing over recent windows and the
-//! selection of what to report (threshold, top-k, allow and deny lists).
+//! From per-window scores to tags, free of GStreamer: smoothing over recent windows, the
+//! selection of what to report (threshold, top-k, allow and deny lists), and start/stop events
+//! for watched groups of classes.
 
+pub mod events;
+pub mod groups;
 pub mod select;
 pub mod smoothing;
 
+pub use events::{
+    EventDefaults, EventDetector, EventReport, Observation, Phase, ResolvedGroup, StopReason,
+};
+pub use groups::Preset;
 pub use select::{ClassFilter, Tag, top_k};
 pub use smoothing::{Smoother, Smoothing};
