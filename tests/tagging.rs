@@ -78,7 +78,12 @@ fn class_id(name: &str) -> usize {
 
 #[test]
 fn timestamps_are_sample_exact_and_a_burst_shows_where_it_is() {
-    let mut h = harness(&[("full-scores", "true"), ("smoothing", "none")]);
+    // The level gate off: the silent windows must be heard as silence by the model itself.
+    let mut h = harness(&[
+        ("full-scores", "true"),
+        ("smoothing", "none"),
+        ("min-level", "-200"),
+    ]);
     // The stream starts at an odd time: 10 s plus one 48 kHz sample.
     let base = gst::ClockTime::from_seconds(10) + gst::ClockTime::from_nseconds(20_833);
     let audio = tone_burst(6.0, 3.0, 3.3);
@@ -246,10 +251,12 @@ fn options_shape_the_results() {
 #[test]
 fn a_large_buffer_is_batched_and_gives_the_same_results_as_small_ones() {
     let audio = tone_burst(6.0, 1.0, 4.0);
-    let mut one = harness(&[("full-scores", "true")]);
+    // Every window through the model (the level gate off), in one batch or one at a time.
+    let props = [("full-scores", "true"), ("min-level", "-200")];
+    let mut one = harness(&props);
     one.push(f32_buffer(&audio, gst::ClockTime::ZERO, 48000))
         .unwrap();
-    let mut many = harness(&[("full-scores", "true")]);
+    let mut many = harness(&props);
     let mut pts = gst::ClockTime::ZERO;
     for chunk in audio.chunks(1000) {
         let b = f32_buffer(chunk, pts, 48000);

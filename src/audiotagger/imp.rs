@@ -14,7 +14,10 @@ use super::results::{self, WindowResult};
 use super::{ExecutionProvider, SmoothingMode};
 use crate::frontend::{Frontend, Sample, Window};
 use crate::model::{self, SessionOptions, SharedModel, runtime};
-use crate::tags::{ClassFilter, Smoother, Tag, top_k};
+use crate::tags::{
+    ClassFilter, EventDefaults, EventDetector, EventReport, Observation, Preset, ResolvedGroup,
+    Smoother, StopReason, Tag, top_k,
+};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -28,6 +31,10 @@ const DEFAULT_THRESHOLD: f64 = 0.1;
 const DEFAULT_TOP_K: u32 = 5;
 const DEFAULT_SMOOTHING_WINDOWS: u32 = 3;
 const DEFAULT_THREADS: u32 = 1;
+/// Below this (the loudest 25 ms of a window, dBFS) a window is reported quiet without running
+/// the model: 16-bit silence and a quiet room's hiss, far below any sound worth a tag.
+const DEFAULT_MIN_LEVEL_DB: f64 = -70.0;
+const DEFAULT_HOLD: gst::ClockTime = gst::ClockTime::from_mseconds(500);
 /// A timestamp further than this from where the samples say the stream is counts as a gap.
 const GAP_TOLERANCE: gst::ClockTime = gst::ClockTime::from_mseconds(20);
 
@@ -49,7 +56,42 @@ struct Settings {
     attach_meta: bool,
     embeddings: bool,
     full_scores: bool,
+    watch: String,
+    event_preset: Option<PathBuf>,
+    on_threshold: f64,
+    off_threshold: f64,
+    min_duration: gst::ClockTime,
+    hold: gst::ClockTime,
+    refractory: gst::ClockTime,
+    min_level: f64,
+    loud_level: f64,
 }
+
+impl Settings {
+    fn event_defaults(&self) -> EventDefaults {
+        let base = EventDefaults::default();
+        EventDefaults {
+            on_threshold: self.on_threshold as f32,
+            off_threshold: self.off_threshold.min(self.on_threshold) as f32,
+            min_duration: self.min_duration.seconds_f64(),
+            hold: self.hold.seconds_f64(),
+            refractory: self.refractory.seconds_f64(),
+            loud_level_db: self.loud_level as f32,
+            ..base
+        }
+    }
+
+    /// What the event trackers depend on; a change while playing reconfigures them.
+    fn events_key(&self) -> EventsKey {
+        (
+            self.watch.clone(),
+            self.event_preset.clone(),
+            self.event_defaults(),
+        )
+    }
+}
+
+type EventsKey = (String, Option<PathBuf>, EventDefaults);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -70,6 +112,15 @@ impl Default for Settings {
             attach_meta: true,
             embeddings: false,
             full_scores: false,
+            watch: String::new(),
+            event_preset: None,
+            on_threshold: EventDefaults::default().on_threshold as f64,
+            off_threshold: EventDefaults::default().off_threshold as f64,
+            min_duration: gst::ClockTime::ZERO,
+            hold: DEFAULT_HOLD,
+            refractory: gst::ClockTime::ZERO,
+            min_level: DEFAULT_MIN_LEVEL_DB,
+            loud_level: EventDefaults::default().loud_level_db as f64,
         }
     }
 }
@@ -106,15 +157,32 @@ struct State {
     filter: ClassFilter,
     filter_lists: (String, String),
     warned_non_finite: bool,
+    events: EventDetector,
+    /// The configuration `events` was built from; `None` until the first window.
+    events_key: Option<EventsKey>,
 }
 
-#[derive(Default)]
 pub struct AudioTagger {
     settings: Mutex<Settings>,
     model: Mutex<Option<Arc<SharedModel>>>,
     state: Mutex<Option<State>>,
+    /// The groups `watch` can name: the shipped preset plus the user's, loaded at start and
+    /// again when `event-preset` changes.
+    preset: Mutex<(Option<PathBuf>, Arc<Preset>)>,
     /// Measured at start: the time one window's inference takes, reported as our latency.
     processing_latency: Mutex<gst::ClockTime>,
+}
+
+impl Default for AudioTagger {
+    fn default() -> Self {
+        Self {
+            settings: Mutex::default(),
+            model: Mutex::default(),
+            state: Mutex::default(),
+            preset: Mutex::new((None, Arc::new(Preset::builtin()))),
+            processing_latency: Mutex::default(),
+        }
+    }
 }
 
 #[glib::object_subclass]
@@ -241,6 +309,102 @@ impl ObjectImpl for AudioTagger {
                     .default_value(false)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("watch")
+                    .nick("Watched events")
+                    .blurb(
+                        "Event groups to post audiotagger-event start/stop messages for, separated \
+                         by ',': gunshot, glass, explosion, scream, siren, dog, baby-cry, speech, \
+                         music, loud (any sudden loud sound), or groups of your event-preset. \
+                         Empty: no events",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("event-preset")
+                    .nick("Event preset")
+                    .blurb(
+                        "TOML file of event groups read on top of the shipped ones (same names \
+                         replace them); format as in models/event_groups.toml. Empty: the \
+                         shipped groups only",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("on-threshold")
+                    .nick("Event on-threshold")
+                    .blurb(
+                        "Group score (its best class, smoothed as the group says) that starts an \
+                         event; groups whose preset entry sets their own value keep it",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(EventDefaults::default().on_threshold as f64)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("off-threshold")
+                    .nick("Event off-threshold")
+                    .blurb(
+                        "Group score below which an event may stop (hysteresis; at most the \
+                         on-threshold); groups whose preset entry sets their own value keep it",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(EventDefaults::default().off_threshold as f64)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("min-duration")
+                    .nick("Event minimum duration")
+                    .blurb(
+                        "Nanoseconds an event must last before its start is posted; shorter ones \
+                         are dropped. 0 lets a single shot fire",
+                    )
+                    .maximum(3600 * gst::ClockTime::SECOND.nseconds())
+                    .default_value(0)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("hold")
+                    .nick("Event hold")
+                    .blurb(
+                        "Nanoseconds the score must stay below the off-threshold before an event \
+                         stops, so short dips do not split it",
+                    )
+                    .maximum(3600 * gst::ClockTime::SECOND.nseconds())
+                    .default_value(DEFAULT_HOLD.nseconds())
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("refractory")
+                    .nick("Event refractory time")
+                    .blurb(
+                        "Nanoseconds after an event of a group during which new onsets of that \
+                         group are not posted but counted (`suppressed` in the next start), so a \
+                         burst of shots is one alarm; each suppressed onset extends it",
+                    )
+                    .maximum(3600 * gst::ClockTime::SECOND.nseconds())
+                    .default_value(0)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("min-level")
+                    .nick("Minimum level")
+                    .blurb(
+                        "dBFS. Windows whose loudest 25 ms stays below this are reported quiet \
+                         without running the model (saves the CPU on silent streams). -200 \
+                         runs the model on every window",
+                    )
+                    .minimum(-200.0)
+                    .maximum(0.0)
+                    .default_value(DEFAULT_MIN_LEVEL_DB)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("loud-level")
+                    .nick("Loud level")
+                    .blurb(
+                        "dBFS. The `loud` event group fires when the loudest 25 ms of a window \
+                         reaches this, or rises 20 dB above the recent background, whatever the \
+                         sound",
+                    )
+                    .minimum(-200.0)
+                    .maximum(0.0)
+                    .default_value(EventDefaults::default().loud_level_db as f64)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecString::builder("active-execution-provider")
                     .nick("Active execution provider")
                     .blurb("The provider inference actually runs on (cpu, cuda or tensorrt), once started")
@@ -305,6 +469,29 @@ impl ObjectImpl for AudioTagger {
             "embeddings" => s.embeddings = value.get().expect("type checked upstream"),
             "full-scores" => s.full_scores = value.get().expect("type checked upstream"),
             "ort-library" => s.ort_library = path(value).map(PathBuf::from),
+            "watch" => {
+                s.watch = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            }
+            "event-preset" => s.event_preset = path(value).map(PathBuf::from),
+            "on-threshold" => s.on_threshold = value.get().expect("type checked upstream"),
+            "off-threshold" => s.off_threshold = value.get().expect("type checked upstream"),
+            "min-duration" => {
+                s.min_duration =
+                    gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"))
+            }
+            "hold" => {
+                s.hold = gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"))
+            }
+            "refractory" => {
+                s.refractory =
+                    gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"))
+            }
+            "min-level" => s.min_level = value.get().expect("type checked upstream"),
+            "loud-level" => s.loud_level = value.get().expect("type checked upstream"),
             _ => unimplemented!(),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
@@ -340,6 +527,19 @@ impl ObjectImpl for AudioTagger {
                 .as_ref()
                 .map(|p| p.to_string_lossy().into_owned())
                 .to_value(),
+            "watch" => s.watch.to_value(),
+            "event-preset" => s
+                .event_preset
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .to_value(),
+            "on-threshold" => s.on_threshold.to_value(),
+            "off-threshold" => s.off_threshold.to_value(),
+            "min-duration" => s.min_duration.nseconds().to_value(),
+            "hold" => s.hold.nseconds().to_value(),
+            "refractory" => s.refractory.nseconds().to_value(),
+            "min-level" => s.min_level.to_value(),
+            "loud-level" => s.loud_level.to_value(),
             _ => unimplemented!(),
         }
     }
@@ -415,13 +615,26 @@ impl BaseTransformImpl for AudioTagger {
             shared.descriptor().num_classes(),
             shared.provider()
         );
+        // A bad preset or watch list is a configuration error: say so now, not at the first shot.
+        let preset = Preset::with_user_file(settings.event_preset.as_deref()).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("{e}"),
+                ["fix the file (format: models/event_groups.toml) or clear `event-preset`"]
+            )
+        })?;
+        resolve_watch(&preset, &settings, &shared.descriptor().labels)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{e}")))?;
+        *self.preset.lock().unwrap() = (settings.event_preset.clone(), Arc::new(preset));
         *self.processing_latency.lock().unwrap() = measure_processing_latency(&shared);
         *self.model.lock().unwrap() = Some(shared);
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(mut state) = self.state.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            self.close_events(&mut state, StopReason::Flush);
+        }
         *self.model.lock().unwrap() = None;
         Ok(())
     }
@@ -435,6 +648,7 @@ impl BaseTransformImpl for AudioTagger {
                     let mut windows = Vec::new();
                     state.frontend.finish(&mut windows);
                     self.handle_windows(state, windows, None);
+                    self.close_events(state, StopReason::Eos);
                 }
             }
             gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_) => {
@@ -622,6 +836,7 @@ fn measure_processing_latency(shared: &SharedModel) -> gst::ClockTime {
 impl AudioTagger {
     /// Forgets the stream's position and history: a flush, a new stream or a discontinuity.
     fn restart_stream(&self, state: &mut State) {
+        self.close_events(state, StopReason::Flush);
         let config = state.frontend.config().clone();
         state.frontend = Frontend::new(config, state.info.rate(), state.info.channels() as usize)
             .expect("the same configuration was accepted before");
@@ -671,26 +886,41 @@ impl AudioTagger {
             state.filter_lists = (settings.labels.clone(), settings.exclude.clone());
         }
 
-        let features: Vec<f32> = windows
-            .iter()
-            .flat_map(|w| w.features.iter().copied())
-            .collect();
-        let output = match shared
-            .lock()
-            .run(&features, windows.len(), settings.embeddings)
-        {
-            Ok(o) => o,
-            Err(e) => {
-                gst::element_imp_warning!(
-                    self,
-                    gst::LibraryError::Failed,
-                    ("{e}"),
-                    ["windows skipped: {}", windows.len()]
-                );
-                return;
+        let mut reports = Vec::new();
+        if state.events_key.as_ref() != Some(&settings.events_key()) {
+            self.reconfigure_events(state, &settings, &descriptor.labels, &mut reports);
+        }
+
+        // Quiet windows skip the model; `row[i]` is window i's row in the batch output.
+        let min_level = settings.min_level as f32;
+        let mut row = vec![None; windows.len()];
+        let mut features = Vec::new();
+        let mut batch = 0;
+        for (i, w) in windows.iter().enumerate() {
+            if w.level.short_term_db >= min_level {
+                row[i] = Some(batch);
+                batch += 1;
+                features.extend_from_slice(&w.features);
+            }
+        }
+        let output = if batch == 0 {
+            Default::default()
+        } else {
+            match shared.lock().run(&features, batch, settings.embeddings) {
+                Ok(o) => o,
+                Err(e) => {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::LibraryError::Failed,
+                        ("{e}"),
+                        ["windows skipped: {}", windows.len()]
+                    );
+                    return;
+                }
             }
         };
         let classes = descriptor.num_classes();
+        let silence = vec![0.0f32; classes];
         let rate = descriptor.frontend.sample_rate;
         let duration = samples_to_time(descriptor.frontend.window_samples as u64, rate);
         let segment = self.obj().segment().downcast::<gst::format::Time>().ok();
@@ -698,7 +928,10 @@ impl AudioTagger {
             return;
         };
         for (i, window) in windows.iter().enumerate() {
-            let scores = &output.scores[i * classes..(i + 1) * classes];
+            let scores = match row[i] {
+                Some(r) => &output.scores[r * classes..(r + 1) * classes],
+                None => &silence[..],
+            };
             let tags: Vec<Tag> = top_k(
                 scores,
                 settings.top_k as usize,
@@ -713,9 +946,10 @@ impl AudioTagger {
                 &state.filter,
             );
             let timestamp = timing.at_model_sample(window.start, rate);
-            let embedding = (output.embedding_dim > 0).then(|| {
-                &output.embeddings[i * output.embedding_dim..(i + 1) * output.embedding_dim]
-            });
+            let dim = output.embedding_dim;
+            let embedding = row[i]
+                .filter(|_| dim > 0)
+                .map(|r| &output.embeddings[r * dim..(r + 1) * dim]);
             let result = WindowResult {
                 index: window.index,
                 timestamp,
@@ -723,10 +957,12 @@ impl AudioTagger {
                 running_time: segment.as_ref().and_then(|s| s.to_running_time(timestamp)),
                 duration,
                 partial: window.is_partial(&descriptor.frontend),
+                quiet: row[i].is_none(),
+                level: window.level,
                 tags: &tags,
                 smoothed: &smoothed,
                 labels: &descriptor.labels,
-                full_scores: settings.full_scores.then_some(scores),
+                full_scores: (settings.full_scores && row[i].is_some()).then_some(scores),
                 embedding,
             };
             if settings.post_messages {
@@ -750,8 +986,125 @@ impl AudioTagger {
                     .map(|t| (&descriptor.labels[t.class_id], t.score))
                     .collect::<Vec<_>>()
             );
+            state.events.push(
+                &Observation {
+                    start: timestamp.nseconds(),
+                    end: (timestamp + duration).nseconds(),
+                    scores: row[i].is_some().then_some(scores),
+                    level: window.level,
+                },
+                &mut reports,
+            );
+        }
+        self.post_events(reports, &descriptor.labels);
+    }
+
+    /// (Re)builds the event trackers from the settings: a new preset file is read, the
+    /// watched groups resolved. Called while streaming, so problems are warnings and the
+    /// previous configuration stays; `start` has already rejected a bad initial one.
+    fn reconfigure_events(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        labels: &[String],
+        reports: &mut Vec<EventReport>,
+    ) {
+        state.events_key = Some(settings.events_key());
+        let preset = {
+            let mut current = self.preset.lock().unwrap();
+            if current.0 != settings.event_preset {
+                current.0 = settings.event_preset.clone();
+                match Preset::with_user_file(settings.event_preset.as_deref()) {
+                    Ok(p) => current.1 = Arc::new(p),
+                    Err(e) => gst::element_imp_warning!(
+                        self,
+                        gst::ResourceError::Settings,
+                        ("{e}"),
+                        ["keeping the event groups loaded before"]
+                    ),
+                }
+            }
+            current.1.clone()
+        };
+        match resolve_watch(&preset, settings, labels) {
+            Ok(groups) => {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "watching {:?}",
+                    groups.iter().map(|g| &g.name).collect::<Vec<_>>()
+                );
+                state.events.configure(groups, reports);
+            }
+            Err(e) => gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Settings,
+                ("{e}"),
+                ["events keep their previous configuration"]
+            ),
         }
     }
+
+    /// Ends every open event (EOS, flush, discontinuity, stop) and posts the stops.
+    fn close_events(&self, state: &mut State, reason: StopReason) {
+        let mut reports = Vec::new();
+        state.events.close(reason, &mut reports);
+        if !reports.is_empty()
+            && let Some(shared) = self.model.lock().unwrap().clone()
+        {
+            self.post_events(reports, &shared.descriptor().labels);
+        }
+    }
+
+    fn post_events(&self, reports: Vec<EventReport>, labels: &[String]) {
+        if reports.is_empty() {
+            return;
+        }
+        let segment = self.obj().segment().downcast::<gst::format::Time>().ok();
+        let times = |ns: u64| {
+            let timestamp = gst::ClockTime::from_nseconds(ns);
+            results::Times {
+                timestamp,
+                stream_time: segment.as_ref().and_then(|s| s.to_stream_time(timestamp)),
+                running_time: segment.as_ref().and_then(|s| s.to_running_time(timestamp)),
+            }
+        };
+        for report in &reports {
+            gst::info!(
+                CAT,
+                imp = self,
+                "event {:?} {} at {}",
+                report.phase,
+                report.group,
+                gst::ClockTime::from_nseconds(report.start)
+            );
+            let msg =
+                gst::message::Element::builder(results::event_structure(report, labels, times))
+                    .src(&*self.obj())
+                    .build();
+            let _ = self.obj().post_message(msg);
+        }
+    }
+}
+
+/// The groups `watch` names, resolved against the model's labels with the element's defaults.
+fn resolve_watch(
+    preset: &Preset,
+    settings: &Settings,
+    labels: &[String],
+) -> Result<Vec<ResolvedGroup>, String> {
+    let specs = preset.select(&settings.watch).map_err(|unknown| {
+        format!(
+            "`watch` names unknown event groups: {}. Known: {}",
+            unknown.join(", "),
+            preset.groups.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let defaults = settings.event_defaults();
+    specs
+        .iter()
+        .map(|spec| ResolvedGroup::resolve(spec, labels, &defaults))
+        .collect()
 }
 
 impl AudioFilterImpl for AudioTagger {
@@ -799,7 +1152,13 @@ impl AudioFilterImpl for AudioTagger {
             info.to_caps(),
             frontend.config().hop_samples
         );
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // New caps mid-stream do not end what is being heard: open events carry over.
+        let (events, events_key) = guard
+            .take()
+            .map(|old| (old.events, old.events_key))
+            .unwrap_or_default();
+        *guard = Some(State {
             info: info.clone(),
             frontend,
             timing: None,
@@ -811,6 +1170,8 @@ impl AudioFilterImpl for AudioTagger {
             filter: ClassFilter::default(),
             filter_lists: (String::new(), String::new()),
             warned_non_finite: false,
+            events,
+            events_key,
         });
         Ok(())
     }

@@ -6,10 +6,13 @@
 
 use gst::prelude::*;
 
-use crate::tags::Tag;
+use crate::frontend::Level;
+use crate::tags::{EventReport, Phase, Tag};
 
 /// Name of the element message structure.
 pub const MESSAGE_NAME: &str = "audiotagger";
+/// Name of the element message for a watched group's start or stop.
+pub const EVENT_MESSAGE_NAME: &str = "audiotagger-event";
 /// Name the custom meta is registered under (no tags: audio elements keep it).
 pub const META_NAME: &str = "AudioTaggerMeta";
 
@@ -22,6 +25,9 @@ pub struct WindowResult<'a> {
     pub duration: gst::ClockTime,
     /// The window was padded with silence at the end of the stream.
     pub partial: bool,
+    /// Below `min-level`: the model did not run and every score is 0.
+    pub quiet: bool,
+    pub level: Level,
     pub tags: &'a [Tag],
     pub smoothed: &'a [Tag],
     pub labels: &'a [String],
@@ -57,6 +63,10 @@ impl WindowResult<'_> {
         s.set("running-time", self.running_time);
         s.set("duration", self.duration);
         s.set("partial", self.partial);
+        s.set("quiet", self.quiet);
+        s.set("rms-db", self.level.rms_db as f64);
+        s.set("peak-db", self.level.peak_db as f64);
+        s.set("short-term-db", self.level.short_term_db as f64);
         let (labels, ids, scores) = tag_arrays(self.tags, self.labels);
         s.set("labels", labels);
         s.set("class-ids", ids);
@@ -78,6 +88,61 @@ impl WindowResult<'_> {
         self.fill(&mut s);
         s
     }
+}
+
+/// A position as buffer timestamp, stream time and running time.
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    pub timestamp: gst::ClockTime,
+    pub stream_time: Option<gst::ClockTime>,
+    pub running_time: Option<gst::ClockTime>,
+}
+
+/// The `audiotagger-event` structure of a start or stop; `times` maps the report's
+/// nanoseconds (buffer time) to the three clocks.
+pub fn event_structure(
+    report: &EventReport,
+    labels: &[String],
+    times: impl Fn(u64) -> Times,
+) -> gst::Structure {
+    let mut s = gst::Structure::new_empty(EVENT_MESSAGE_NAME);
+    let start = times(report.start);
+    s.set(
+        "event",
+        match report.phase {
+            Phase::Start => "start",
+            Phase::Stop(_) => "stop",
+        },
+    );
+    s.set("group", report.group.as_str());
+    s.set("timestamp", start.timestamp);
+    s.set("stream-time", start.stream_time);
+    s.set("running-time", start.running_time);
+    if let (Phase::Stop(reason), Some(end_ns)) = (report.phase, report.end) {
+        let end = times(end_ns);
+        s.set("end-timestamp", end.timestamp);
+        s.set("end-stream-time", end.stream_time);
+        s.set("end-running-time", end.running_time);
+        s.set(
+            "duration",
+            gst::ClockTime::from_nseconds(end_ns.saturating_sub(report.start)),
+        );
+        s.set("reason", reason.as_str());
+    }
+    s.set("peak-score", report.peak_score as f64);
+    s.set("peak-timestamp", times(report.peak_at).timestamp);
+    s.set("peak-level-db", report.peak_level_db as f64);
+    let tags: Vec<Tag> = report
+        .classes
+        .iter()
+        .map(|&(class_id, score)| Tag { class_id, score })
+        .collect();
+    let (names, ids, scores) = tag_arrays(&tags, labels);
+    s.set("labels", names);
+    s.set("class-ids", ids);
+    s.set("scores", scores);
+    s.set("suppressed", report.suppressed);
+    s
 }
 
 pub fn register_meta() {

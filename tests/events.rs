@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Start/stop events, the level gate and levels, through the element: a real gunshot in real
+//! speech, watch and preset changes while playing, EOS and configuration errors.
+
+mod common;
+
+use gst::prelude::*;
+use gstaudiotagger::frontend::StreamResampler;
+
+const RATE: u64 = 16000;
+
+fn caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "F32LE")
+        .field("rate", RATE as i32)
+        .field("channels", 1)
+        .field("layout", "interleaved")
+        .build()
+}
+
+fn harness(props: &[(&str, &str)]) -> gst_check::Harness {
+    common::init();
+    let mut h = gst_check::Harness::new("audiotagger");
+    let element = h.element().unwrap();
+    for (k, v) in props {
+        element.set_property_from_str(k, v);
+    }
+    element.set_bus(Some(&gst::Bus::new()));
+    h.set_caps(caps(), caps());
+    h
+}
+
+/// Pushes `audio` in 100 ms buffers from `*pts` on.
+fn push(h: &mut gst_check::Harness, audio: &[f32], pts: &mut gst::ClockTime) {
+    for chunk in audio.chunks(1600) {
+        let bytes: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut buf = gst::Buffer::from_mut_slice(bytes);
+        let duration = gst::ClockTime::from_nseconds(chunk.len() as u64 * 1_000_000_000 / RATE);
+        {
+            let b = buf.get_mut().unwrap();
+            b.set_pts(*pts);
+            b.set_duration(duration);
+        }
+        *pts += duration;
+        h.push(buf).unwrap();
+    }
+}
+
+/// (window messages, event messages) posted so far.
+fn messages(h: &gst_check::Harness) -> (Vec<gst::Structure>, Vec<gst::Structure>) {
+    let bus = h.element().unwrap().bus().unwrap();
+    let all: Vec<gst::Structure> =
+        std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Element]))
+            .filter_map(|m| m.structure().map(|s| s.to_owned()))
+            .collect();
+    let (events, windows) = all
+        .into_iter()
+        .partition(|s| s.name() == "audiotagger-event");
+    (windows, events)
+}
+
+fn seconds(s: &gst::StructureRef, field: &str) -> f64 {
+    s.get::<u64>(field).unwrap() as f64 / 1e9
+}
+
+fn kind(s: &gst::StructureRef) -> (String, String) {
+    (
+        s.get::<String>("event").unwrap(),
+        s.get::<String>("group").unwrap(),
+    )
+}
+
+/// A WAV from ../shared/audio as 16 kHz mono.
+fn load(name: &str) -> Vec<f32> {
+    let reader = hound::WavReader::open(common::shared_audio().join(name)).unwrap();
+    let spec = reader.spec();
+    assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+    let scale = (1u64 << (spec.bits_per_sample - 1)) as f32;
+    let samples: Vec<f32> = reader
+        .into_samples::<i32>()
+        .map(|s| s.unwrap() as f32 / scale)
+        .collect();
+    let ch = spec.channels as usize;
+    let mono: Vec<f32> = samples
+        .chunks(ch)
+        .map(|f| f.iter().sum::<f32>() / ch as f32)
+        .collect();
+    let mut r = StreamResampler::new(spec.sample_rate, RATE as u32).unwrap();
+    let mut out = Vec::new();
+    r.process(&mono, &mut out);
+    r.flush(&mut out);
+    out
+}
+
+fn rms(x: &[f32]) -> f32 {
+    (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt()
+}
+
+fn noise(n: usize, amplitude: f32, seed: u64) -> Vec<f32> {
+    common::noise_bytes(n, seed)
+        .into_iter()
+        .map(|b| (b as f32 / 127.5 - 1.0) * amplitude)
+        .collect()
+}
+
+#[test]
+fn a_real_gunshot_in_real_speech_starts_and_stops_an_event_where_it_is() {
+    // 12 s of a real speaker; at 4.0 s a real gunshot recording 20 dB above the speech.
+    let mut mix: Vec<f32> = load("long/speech__asterisk__1.wav")[..12 * RATE as usize].to_vec();
+    let shot = load("gunshot__freesound__1.wav");
+    let at = 4 * RATE as usize;
+    let n = shot.len().min(mix.len() - at);
+    let gain = rms(&mix[at..at + n]) * 10.0 / rms(&shot[..n]);
+    for (m, s) in mix[at..at + n].iter_mut().zip(&shot) {
+        *m += gain * s;
+    }
+    let peak = mix.iter().fold(0.0f32, |p, x| p.max(x.abs()));
+    mix.iter_mut().for_each(|x| *x *= 0.9 / peak.max(0.9));
+    // The first shot is at the clip's start: the truth onset is 4.0 s.
+    let first_loud = shot.iter().position(|x| x.abs() > 0.1).unwrap() as f64 / RATE as f64;
+    assert!(first_loud < 0.2, "{first_loud}");
+
+    let mut h = harness(&[("watch", "gunshot,glass,siren,loud")]);
+    let mut pts = gst::ClockTime::ZERO;
+    push(&mut h, &mix, &mut pts);
+    h.push_event(gst::event::Eos::new());
+    let (windows, events) = messages(&h);
+    assert_eq!(windows.len(), 24);
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| (kind(e), seconds(e, "timestamp")))
+        .collect();
+    // Speech alone (0-3.5 s) raises nothing.
+    assert!(
+        events.iter().all(|e| seconds(e, "timestamp") > 3.0),
+        "{summary:?}"
+    );
+    let start = events
+        .iter()
+        .find(|e| kind(e) == ("start".into(), "gunshot".into()))
+        .unwrap_or_else(|| panic!("no gunshot: {summary:?}"));
+    let onset = seconds(start, "timestamp");
+    assert!((3.5..=4.6).contains(&onset), "onset {onset}: {summary:?}");
+    assert!(start.get::<f64>("peak-score").unwrap() >= 0.15);
+    assert!(
+        common::strings(start, "labels")
+            .iter()
+            .any(|l| l == "Gunshot, gunfire")
+    );
+    assert_eq!(
+        start.get::<Option<gst::ClockTime>>("running-time").unwrap(),
+        Some(gst::ClockTime::from_nseconds(
+            start.get::<u64>("timestamp").unwrap()
+        ))
+    );
+    let stop = events
+        .iter()
+        .find(|e| kind(e) == ("stop".into(), "gunshot".into()))
+        .expect("the gunshot event stops");
+    assert_eq!(seconds(stop, "timestamp"), onset);
+    let end = seconds(stop, "end-timestamp");
+    assert!(end > onset && end < 12.0, "{onset}..{end}");
+    assert_eq!(
+        stop.get::<u64>("duration").unwrap(),
+        stop.get::<u64>("end-timestamp").unwrap() - stop.get::<u64>("timestamp").unwrap()
+    );
+    // The loudness trigger hears the shot's rise over the speech too.
+    let loud = events
+        .iter()
+        .find(|e| kind(e) == ("start".into(), "loud".into()))
+        .unwrap_or_else(|| panic!("no loud event: {summary:?}"));
+    assert!(
+        (3.5..=4.6).contains(&seconds(loud, "timestamp")),
+        "{summary:?}"
+    );
+    assert!(loud.get::<f64>("peak-level-db").unwrap() > -20.0);
+    // Every start has its stop by EOS.
+    let starts = events.iter().filter(|e| kind(e).0 == "start").count();
+    assert_eq!(starts * 2, events.len(), "{summary:?}");
+}
+
+#[test]
+fn windows_carry_their_level_and_quiet_windows_skip_the_model() {
+    // 2 s of a 1 kHz sine at half scale, then 2 s of digital silence.
+    let mut audio: Vec<f32> = (0..2 * RATE)
+        .map(|i| 0.5 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / RATE as f32).sin())
+        .collect();
+    audio.extend(std::iter::repeat_n(0.0, 2 * RATE as usize));
+    let run = |props: &[(&str, &str)]| {
+        let mut h = harness(props);
+        let mut pts = gst::ClockTime::ZERO;
+        push(&mut h, &audio, &mut pts);
+        messages(&h).0
+    };
+    let windows = run(&[("full-scores", "true")]);
+    assert_eq!(windows.len(), 7);
+    // A sine of amplitude a has an RMS of a/√2: 20·log10(0.5/√2) = -9.03 dBFS; peak -6.02.
+    let tone = &windows[0];
+    assert!((tone.get::<f64>("rms-db").unwrap() + 9.031).abs() < 0.01);
+    assert!((tone.get::<f64>("peak-db").unwrap() + 6.021).abs() < 0.01);
+    assert!((tone.get::<f64>("short-term-db").unwrap() + 9.031).abs() < 0.05);
+    assert!(!tone.get::<bool>("quiet").unwrap());
+    assert!(!common::strings(tone, "labels").is_empty());
+    // Windows 5 and 6 (2.40 s on) hold only silence: quiet, no labels, no scores.
+    for w in &windows[5..] {
+        assert!(w.get::<bool>("quiet").unwrap());
+        assert_eq!(w.get::<f64>("rms-db").unwrap(), -200.0);
+        assert!(common::strings(w, "labels").is_empty());
+        assert!(!w.has_field("full-scores"));
+    }
+    // With the gate off the model hears the silence.
+    let windows = run(&[("min-level", "-200")]);
+    assert!(windows.iter().all(|w| !w.get::<bool>("quiet").unwrap()));
+    assert_eq!(common::strings(&windows[6], "labels")[0], "Silence");
+}
+
+#[test]
+fn watch_changes_while_playing_open_and_close_events() {
+    let quiet = noise(3 * RATE as usize, 0.001, 1);
+    let loud = noise(RATE as usize, 0.3, 2);
+    let mut h = harness(&[]);
+    let mut pts = gst::ClockTime::ZERO;
+    push(&mut h, &quiet, &mut pts);
+    push(&mut h, &loud, &mut pts);
+    assert!(messages(&h).1.is_empty(), "nothing watched, nothing posted");
+    let tagger = h.element().unwrap();
+    // Night profile: the loudness trigger on.
+    tagger.set_property("watch", "loud");
+    push(&mut h, &quiet, &mut pts);
+    push(&mut h, &loud, &mut pts);
+    let (_, events) = messages(&h);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(kind(&events[0]), ("start".into(), "loud".into()));
+    let onset = seconds(&events[0], "timestamp");
+    assert!((6.5..=7.1).contains(&onset), "{onset}");
+    // Off watch while the sound goes on: the open event stops, saying why.
+    tagger.set_property("watch", "");
+    push(&mut h, &loud, &mut pts);
+    let (_, events) = messages(&h);
+    assert_eq!(kind(&events[0]), ("stop".into(), "loud".into()));
+    assert_eq!(events[0].get::<String>("reason").unwrap(), "unwatched");
+    // Back on, and EOS closes what is open.
+    tagger.set_property("watch", "loud");
+    push(&mut h, &quiet, &mut pts);
+    push(&mut h, &loud, &mut pts);
+    h.push_event(gst::event::Eos::new());
+    let (_, events) = messages(&h);
+    let summary: Vec<_> = events.iter().map(|e| kind(e)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("start".into(), "loud".into()),
+            ("stop".into(), "loud".into())
+        ]
+    );
+    assert_eq!(events[1].get::<String>("reason").unwrap(), "eos");
+}
+
+#[test]
+fn a_user_preset_adds_groups_and_can_change_while_playing() {
+    let dir = std::env::temp_dir().join(format!("audiotagger-events-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let beep = dir.join("beep.toml");
+    std::fs::write(
+        &beep,
+        "[group.beep]\nclasses = [\"Beep, bleep\", \"Sine wave\"]\non-threshold = 0.2\n",
+    )
+    .unwrap();
+    let tone: Vec<f32> = (0..3 * RATE)
+        .map(|i| 0.3 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / RATE as f32).sin())
+        .collect();
+    let mut h = harness(&[("event-preset", beep.to_str().unwrap()), ("watch", "beep")]);
+    let mut pts = gst::ClockTime::ZERO;
+    push(&mut h, &tone, &mut pts);
+    let (_, events) = messages(&h);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(kind(&events[0]), ("start".into(), "beep".into()));
+    assert_eq!(seconds(&events[0], "timestamp"), 0.0);
+    // A preset that cannot be read while playing: a warning, and the groups stay.
+    let tagger = h.element().unwrap();
+    tagger.set_property("event-preset", dir.join("missing.toml").to_str().unwrap());
+    push(&mut h, &tone, &mut pts);
+    let bus = tagger.bus().unwrap();
+    let warning = bus
+        .pop_filtered(&[gst::MessageType::Warning])
+        .expect("a warning");
+    let gst::MessageView::Warning(w) = warning.view() else {
+        unreachable!()
+    };
+    assert!(
+        w.error().to_string().contains("missing.toml"),
+        "{}",
+        w.error()
+    );
+    h.push_event(gst::event::Eos::new());
+    let (_, events) = messages(&h);
+    assert_eq!(kind(&events[0]), ("stop".into(), "beep".into()));
+}
+
+#[test]
+fn bad_event_configuration_fails_at_start_naming_the_cause() {
+    let dir = std::env::temp_dir().join(format!("audiotagger-badpreset-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unknown_class = dir.join("cat.toml");
+    std::fs::write(
+        &unknown_class,
+        "[group.cat]\nclasses = [\"Meowing loudly\"]\n",
+    )
+    .unwrap();
+    let not_toml = dir.join("broken.toml");
+    std::fs::write(&not_toml, "[group.cat\nclasses = ").unwrap();
+    for (props, needle) in [
+        ("watch=gunshot,lasers".to_string(), "lasers"),
+        (
+            "event-preset=/nonexistent/night.toml watch=gunshot".into(),
+            "/nonexistent/night.toml",
+        ),
+        (
+            format!("event-preset={} watch=cat", unknown_class.display()),
+            "Meowing loudly",
+        ),
+        (
+            format!("event-preset={}", not_toml.display()),
+            "broken.toml",
+        ),
+    ] {
+        let (err, source) = common::expect_start_error(&format!(
+            "audiotestsrc num-buffers=5 ! audiotagger name=tagger {props} ! fakesink"
+        ));
+        assert_eq!(source, "tagger");
+        assert!(err.to_string().contains(needle), "{props}: {err}");
+    }
+}
