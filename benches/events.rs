@@ -313,7 +313,11 @@ fn evaluate(mix: &Mixture, detections: &[(String, u64, u64)], group: &str) -> Co
 }
 
 fn main() {
-    // `cargo bench` passes --bench; anything else is a filter we do not need.
+    // `cargo test --all-targets` runs bench binaries too; the evaluation is for `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("event evaluation: run it with `cargo bench --bench events`");
+        return;
+    }
     let started = Instant::now();
     let model_path = model::default_model_path();
     let mut session = ModelSession::load(
