@@ -208,6 +208,10 @@ fn windows_carry_their_level_and_quiet_windows_skip_the_model() {
         assert!(common::strings(w, "labels").is_empty());
         assert!(!w.has_field("full-scores"));
     }
+    // Not even a threshold of 0 lists classes for a quiet window.
+    let windows = run(&[("threshold", "0")]);
+    assert!(common::strings(&windows[6], "labels").is_empty());
+    assert_eq!(common::strings(&windows[0], "labels").len(), 5);
     // With the gate off the model hears the silence.
     let windows = run(&[("min-level", "-200")]);
     assert!(windows.iter().all(|w| !w.get::<bool>("quiet").unwrap()));

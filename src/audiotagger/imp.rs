@@ -915,6 +915,7 @@ impl AudioTagger {
                         ("{e}"),
                         ["windows skipped: {}", windows.len()]
                     );
+                    self.post_events(reports, &descriptor.labels);
                     return;
                 }
             }
@@ -932,12 +933,16 @@ impl AudioTagger {
                 Some(r) => &output.scores[r * classes..(r + 1) * classes],
                 None => &silence[..],
             };
-            let tags: Vec<Tag> = top_k(
-                scores,
-                settings.top_k as usize,
-                settings.threshold as f32,
-                &state.filter,
-            );
+            // A quiet window lists nothing, even at threshold 0.
+            let tags: Vec<Tag> = match row[i] {
+                Some(_) => top_k(
+                    scores,
+                    settings.top_k as usize,
+                    settings.threshold as f32,
+                    &state.filter,
+                ),
+                None => Vec::new(),
+            };
             let smoothed_scores = state.smoother.push(scores);
             let smoothed = top_k(
                 smoothed_scores,
