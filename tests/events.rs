@@ -261,6 +261,21 @@ fn watch_changes_while_playing_open_and_close_events() {
 }
 
 #[test]
+fn a_flush_stops_open_events() {
+    let mut h = harness(&[("watch", "loud")]);
+    let mut pts = gst::ClockTime::ZERO;
+    push(&mut h, &noise(2 * RATE as usize, 0.001, 3), &mut pts);
+    push(&mut h, &noise(RATE as usize, 0.3, 4), &mut pts);
+    assert_eq!(messages(&h).1.len(), 1);
+    h.push_event(gst::event::FlushStart::new());
+    h.push_event(gst::event::FlushStop::new(true));
+    let (_, events) = messages(&h);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(kind(&events[0]), ("stop".into(), "loud".into()));
+    assert_eq!(events[0].get::<String>("reason").unwrap(), "flush");
+}
+
+#[test]
 fn a_user_preset_adds_groups_and_can_change_while_playing() {
     let dir = std::env::temp_dir().join(format!("audiotagger-events-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
