@@ -211,6 +211,18 @@ struct Ongoing {
     announced: bool,
 }
 
+impl Ongoing {
+    /// The estimated end: the last active window's end, or where the first quiet window after
+    /// it starts if that is earlier; never before the onset.
+    fn end(&self) -> u64 {
+        match self.first_below {
+            Some((below_start, _)) => self.last_active_end.min(below_start),
+            None => self.last_active_end,
+        }
+        .max(self.onset)
+    }
+}
+
 #[derive(Debug, Clone)]
 enum TrackState {
     Idle,
@@ -441,9 +453,9 @@ impl Tracker {
                     self.suppressed = 0;
                 }
                 match ev.first_below {
-                    Some((below_start, below_end)) if obs.end.saturating_sub(below_end) >= hold => {
+                    Some((_, below_end)) if obs.end.saturating_sub(below_end) >= hold => {
                         if ev.announced {
-                            let end = ev.last_active_end.min(below_start).max(ev.onset);
+                            let end = ev.end();
                             out.push(self.report(&ev, Phase::Stop(StopReason::Ended), Some(end)));
                             self.last_end = Some(end);
                         }
@@ -460,12 +472,7 @@ impl Tracker {
         if let TrackState::Open(ev) = std::mem::replace(&mut self.state, TrackState::Idle)
             && ev.announced
         {
-            let end = match ev.first_below {
-                Some((below_start, _)) => ev.last_active_end.min(below_start),
-                None => ev.last_active_end,
-            }
-            .max(ev.onset);
-            out.push(self.report(&ev, Phase::Stop(reason), Some(end)));
+            out.push(self.report(&ev, Phase::Stop(reason), Some(ev.end())));
         }
         self.smoother.reset();
         self.prev = None;
