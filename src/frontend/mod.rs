@@ -132,8 +132,8 @@ impl Level {
         let mut loudest_block = 0.0f64;
         let mut peak = 0.0f32;
         for chunk in samples.chunks(block) {
-            let sum: f64 = chunk.iter().map(|&x| (x as f64) * (x as f64)).sum();
-            peak = chunk.iter().fold(peak, |p, x| p.max(x.abs()));
+            let (sum, chunk_peak) = square_sum_and_peak(chunk);
+            peak = peak.max(chunk_peak);
             total += sum;
             loudest_block = loudest_block.max(sum / chunk.len() as f64);
         }
@@ -144,6 +144,26 @@ impl Level {
             short_term_db: to_db(loudest_block.sqrt()),
         }
     }
+}
+
+/// Sum of squares (f32 lanes, f64 total: a 25 ms block loses nothing that matters to a level
+/// in dB) and largest magnitude; eight lanes so the loop vectorises.
+fn square_sum_and_peak(samples: &[f32]) -> (f64, f32) {
+    let (mut sums, mut peaks) = ([0.0f32; 8], [0.0f32; 8]);
+    let mut lanes = samples.chunks_exact(8);
+    for c in &mut lanes {
+        for i in 0..8 {
+            sums[i] += c[i] * c[i];
+            peaks[i] = peaks[i].max(c[i].abs());
+        }
+    }
+    let mut sum: f64 = sums.iter().map(|&v| v as f64).sum();
+    let mut peak = peaks.iter().fold(0.0f32, |p, &v| p.max(v));
+    for &v in lanes.remainder() {
+        sum += (v as f64) * (v as f64);
+        peak = peak.max(v.abs());
+    }
+    (sum, peak)
 }
 
 /// One model input, ready to run.

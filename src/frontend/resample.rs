@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn timing_is_sample_exact_an_impulse_stays_in_place() {
-        for rate in [8000u32, 22050, 44100, 48000, 96000] {
+        for rate in [8000u32, 11025, 22050, 32000, 44100, 48000, 96000] {
             let mut input = vec![0.0f32; rate as usize * 2];
             let at = rate as usize * 3 / 4; // 0.75 s
             input[at] = 1.0;
@@ -179,9 +179,11 @@ mod tests {
                 .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
                 .unwrap()
                 .0;
+            // 0.75 s is not a whole input sample at 11.025 kHz: expect where `at` maps.
+            let expected = (at as f64 * 16000.0 / rate as f64).round() as i64;
             assert!(
-                (peak as i64 - 12000).abs() <= 1,
-                "{rate} Hz: impulse at {peak}, expected 12000"
+                (peak as i64 - expected).abs() <= 1,
+                "{rate} Hz: impulse at {peak}, expected {expected}"
             );
         }
     }
@@ -233,6 +235,30 @@ mod tests {
                 let stop = gain_db(rate, 8500.0);
                 assert!(stop < -60.0, "{rate} Hz: {stop:.1} dB at 8.5 kHz");
             }
+        }
+    }
+
+    #[test]
+    fn upsampling_keeps_the_band_and_removes_images() {
+        // From 8 and 11.025 kHz: a tone near the input's Nyquist passes, and its image above
+        // that Nyquist (what an interpolator without a filter leaves) is gone.
+        for rate in [8000u32, 11025] {
+            let top = rate as f64 * 0.45;
+            let out = resample_all(&sine(rate, top, 2.0), rate, 16000, 999);
+            let mid = &out[4000..28000];
+            let rms = (mid.iter().map(|v| v * v).sum::<f32>() / mid.len() as f32).sqrt();
+            let level = 20.0 * (rms / (0.5 / 2f32.sqrt())).log10();
+            assert!(level.abs() < 0.1, "{rate} Hz: {level:.2} dB at {top} Hz");
+            let image = rate as f64 - top;
+            let (mut re, mut im) = (0.0f64, 0.0f64);
+            for (i, &v) in mid.iter().enumerate() {
+                let ph = 2.0 * std::f64::consts::PI * image * i as f64 / 16000.0;
+                re += v as f64 * ph.cos();
+                im += v as f64 * ph.sin();
+            }
+            let amplitude = 2.0 * (re * re + im * im).sqrt() / mid.len() as f64;
+            let db = 20.0 * (amplitude / 0.5).log10();
+            assert!(db < -60.0, "{rate} Hz: image at {image} Hz is {db:.1} dB");
         }
     }
 
