@@ -10,12 +10,7 @@ use gstaudiotagger::frontend::StreamResampler;
 const RATE: u64 = 16000;
 
 fn caps() -> gst::Caps {
-    gst::Caps::builder("audio/x-raw")
-        .field("format", "F32LE")
-        .field("rate", RATE as i32)
-        .field("channels", 1)
-        .field("layout", "interleaved")
-        .build()
+    common::f32_mono_caps(RATE as i32)
 }
 
 fn harness(props: &[(&str, &str)]) -> gst_check::Harness {

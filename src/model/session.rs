@@ -107,6 +107,55 @@ fn dispatch(
     }
 }
 
+/// The model's declared input shape must take the descriptor's features and its scores output
+/// must have one column per label: otherwise every window would fail at run time, or scores
+/// would be read against the wrong labels. Dimensions the model leaves open (-1) match anything.
+fn check_shapes(session: &Session, d: &ModelDescriptor) -> Result<(), String> {
+    let shape_of = |outlets: &[ort::value::Outlet], name: &str| {
+        outlets
+            .iter()
+            .find(|o| o.name() == name)
+            .and_then(|o| o.dtype().tensor_shape())
+            .map(|s| s.to_vec())
+    };
+    let fits = |declared: &[i64], wanted: &[usize]| {
+        declared.len() == wanted.len()
+            && declared
+                .iter()
+                .zip(wanted)
+                .all(|(&have, &want)| have < 0 || have as usize == want)
+    };
+    if let Some(input) = shape_of(session.inputs(), &d.input_name) {
+        let features = d.frontend.feature_shape();
+        if !fits(&input[1.min(input.len())..], &features) {
+            return Err(format!(
+                "input {:?} has shape {input:?} but the descriptor's front-end gives windows of \
+                 shape [batch, {}]: the descriptor (window_samples, input_kind, mel.*) does not \
+                 describe this model; fix the descriptor or its sidecar JSON",
+                d.input_name,
+                features
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if let Some(scores) = shape_of(session.outputs(), &d.scores_output)
+        && let Some(&classes) = scores.last()
+        && classes >= 0
+        && classes as usize != d.num_classes()
+    {
+        return Err(format!(
+            "output {:?} has {classes} classes but the descriptor lists {} labels; fix the \
+             descriptor's labels",
+            d.scores_output,
+            d.num_classes()
+        ));
+    }
+    Ok(())
+}
+
 impl ModelSession {
     /// Loads `path`. A GPU provider that cannot be used here falls back to the CPU; the reason
     /// is kept in [`ModelSession::fallback`] for the caller to report.
@@ -216,6 +265,7 @@ impl ModelSession {
         {
             return Err(bad(format!("the model has no output named {e:?}")));
         }
+        check_shapes(session, &d).map_err(bad)?;
         Ok(d)
     }
 

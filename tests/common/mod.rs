@@ -15,6 +15,16 @@ pub fn init() {
     });
 }
 
+/// Interleaved F32LE mono caps at `rate`.
+pub fn f32_mono_caps(rate: i32) -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "F32LE")
+        .field("rate", rate)
+        .field("channels", 1)
+        .field("layout", "interleaved")
+        .build()
+}
+
 /// A deterministic pseudo-random byte stream (xorshift), so failures reproduce.
 pub fn noise_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
