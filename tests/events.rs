@@ -9,20 +9,8 @@ use gstaudiotagger::frontend::StreamResampler;
 
 const RATE: u64 = 16000;
 
-fn caps() -> gst::Caps {
-    common::f32_mono_caps(RATE as i32)
-}
-
 fn harness(props: &[(&str, &str)]) -> gst_check::Harness {
-    common::init();
-    let mut h = gst_check::Harness::new("audiotagger");
-    let element = h.element().unwrap();
-    for (k, v) in props {
-        element.set_property_from_str(k, v);
-    }
-    element.set_bus(Some(&gst::Bus::new()));
-    h.set_caps(caps(), caps());
-    h
+    common::tagger_harness(RATE as i32, props)
 }
 
 /// Pushes `audio` in 100 ms buffers from `*pts` on.

@@ -11,21 +11,14 @@ use gst::prelude::*;
 
 const RATE: u64 = 16000;
 
-fn caps() -> gst::Caps {
-    common::f32_mono_caps(RATE as i32)
-}
-
+/// Every test here checks all 521 scores, so `full-scores` is on.
 fn harness(props: &[(&str, &str)]) -> gst_check::Harness {
-    common::init();
-    let mut h = gst_check::Harness::new("audiotagger");
-    let element = h.element().unwrap();
-    element.set_property_from_str("full-scores", "true");
-    for (k, v) in props {
-        element.set_property_from_str(k, v);
-    }
-    element.set_bus(Some(&gst::Bus::new()));
-    h.set_caps(caps(), caps());
-    h
+    let props: Vec<_> = [("full-scores", "true")]
+        .iter()
+        .chain(props)
+        .copied()
+        .collect();
+    common::tagger_harness(RATE as i32, &props)
 }
 
 fn buffer(samples: &[f32], pts: Option<gst::ClockTime>) -> gst::Buffer {

@@ -5,15 +5,6 @@ mod common;
 
 use gst::prelude::*;
 
-fn mono_caps(rate: i32) -> gst::Caps {
-    gst::Caps::builder("audio/x-raw")
-        .field("format", "F32LE")
-        .field("rate", rate)
-        .field("channels", 1)
-        .field("layout", "interleaved")
-        .build()
-}
-
 fn f32_buffer(samples: &[f32], pts: gst::ClockTime, rate: u64) -> gst::Buffer {
     let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
     let mut buf = gst::Buffer::from_mut_slice(bytes);
@@ -42,17 +33,8 @@ fn messages(h: &mut gst_check::Harness) -> Vec<gst::Structure> {
 }
 
 fn harness(props: &[(&str, &str)]) -> gst_check::Harness {
-    common::init();
-    let mut h = gst_check::Harness::new("audiotagger");
-    let element = h.element().unwrap();
-    element.set_property("name", "tagger");
-    for (k, v) in props {
-        element.set_property_from_str(k, v);
-    }
-    let bus = gst::Bus::new();
-    element.set_bus(Some(&bus));
-    h.set_caps(mono_caps(48000), mono_caps(48000));
-    h
+    let props: Vec<_> = [("name", "tagger")].iter().chain(props).copied().collect();
+    common::tagger_harness(48000, &props)
 }
 
 /// 1 kHz at full scale from `from` to `to` seconds, silence elsewhere, at 48 kHz.

@@ -25,6 +25,20 @@ pub fn f32_mono_caps(rate: i32) -> gst::Caps {
         .build()
 }
 
+/// A harness around one `audiotagger` with `props` set (in order), its own bus, and F32LE mono
+/// caps at `rate` on both sides.
+pub fn tagger_harness(rate: i32, props: &[(&str, &str)]) -> gst_check::Harness {
+    init();
+    let mut h = gst_check::Harness::new("audiotagger");
+    let element = h.element().unwrap();
+    for (k, v) in props {
+        element.set_property_from_str(k, v);
+    }
+    element.set_bus(Some(&gst::Bus::new()));
+    h.set_caps(f32_mono_caps(rate), f32_mono_caps(rate));
+    h
+}
+
 /// A deterministic pseudo-random byte stream (xorshift), so failures reproduce.
 pub fn noise_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
