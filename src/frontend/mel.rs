@@ -194,8 +194,9 @@ impl LogMel {
     }
 }
 
-/// Natural log of a positive normal float, branch-free so a frame's bands vectorise (libm's
-/// `log` was a quarter of the front-end's time). Cephes' `logf`: within 1 ulp on (0, ∞).
+/// Natural log of a positive normal float (band energies are at least the log offset), branch-free
+/// so a frame's bands vectorise: libm's `log` was a quarter of the front-end's time. Cephes'
+/// `logf` polynomial, within about 1 ulp; subnormals, zero and NaN are not handled.
 #[inline]
 fn ln(x: f32) -> f32 {
     const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
