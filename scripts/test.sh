@@ -25,6 +25,12 @@ step "Python: converter and model parity with the official TF-Lite YAMNet"
 .venv/bin/python -m pytest -q tests/python 2>&1 | tee target/pytest.log
 passed=$((passed + $(grep -Eo '[0-9]+ passed' target/pytest.log | awk '{s+=$1} END {print s+0}')))
 
+step "fuzz the front-end and the descriptor parser (cargo-fuzz, ${FUZZ_SECONDS:-30} s each)"
+# Bounded, so CI can afford it; `bash scripts/fuzz.sh 600` fuzzes longer. FUZZ_SECONDS=0 skips.
+if [ "${FUZZ_SECONDS:-30}" -gt 0 ]; then
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+fi
+
 step "meson build and install into a staging directory"
 builddir=target/meson
 [ -f "$builddir/build.ninja" ] || meson setup "$builddir" >/dev/null
