@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, mpsc};
 use std::time::Instant;
 
 use gst::glib;
@@ -11,9 +13,10 @@ use gst_audio::subclass::prelude::*;
 use gst_base::prelude::*;
 
 use super::results::{self, WindowResult};
-use super::{ExecutionProvider, SmoothingMode};
+use super::{ExecutionProvider, Mode, SmoothingMode};
 use crate::frontend::{Frontend, Sample, Window};
-use crate::model::{self, SessionOptions, SharedModel, runtime};
+use crate::model::batcher::Job;
+use crate::model::{self, BatchOutput, ModelError, SessionOptions, SharedModel, runtime};
 use crate::tags::{
     ClassFilter, EventDefaults, EventDetector, EventReport, Observation, Preset, ResolvedGroup,
     Smoother, StopReason, Tag, top_k,
@@ -31,6 +34,9 @@ const DEFAULT_THRESHOLD: f64 = 0.1;
 const DEFAULT_TOP_K: u32 = 5;
 const DEFAULT_SMOOTHING_WINDOWS: u32 = 3;
 const DEFAULT_THREADS: u32 = 1;
+/// Windows one element may have waiting for the model in the queued and live modes: at YAMNet's
+/// 0.48 s hop, almost 8 s of audio.
+const DEFAULT_MAX_QUEUE: u32 = 16;
 /// Below this (the loudest 25 ms of a window, dBFS) a window is reported quiet without running
 /// the model: 16-bit silence and a quiet room's hiss, far below any sound worth a tag.
 const DEFAULT_MIN_LEVEL_DB: f64 = -70.0;
@@ -65,6 +71,8 @@ struct Settings {
     refractory: gst::ClockTime,
     min_level: f64,
     loud_level: f64,
+    mode: Mode,
+    max_queue: u32,
 }
 
 impl Settings {
@@ -121,6 +129,8 @@ impl Default for Settings {
             refractory: gst::ClockTime::ZERO,
             min_level: DEFAULT_MIN_LEVEL_DB,
             loud_level: EventDefaults::default().loud_level_db as f64,
+            mode: Mode::Blocking,
+            max_queue: DEFAULT_MAX_QUEUE,
         }
     }
 }
@@ -147,6 +157,31 @@ impl Timing {
     }
 }
 
+/// Windows sent to the model whose results have not been reported yet, in stream order.
+struct Pending {
+    /// Their features were moved into the job.
+    windows: Vec<Window>,
+    /// `row[i]`: window i's row in the result; `None` for a quiet window, which skips the model.
+    row: Vec<Option<usize>>,
+    /// `None` when every window was quiet and nothing was sent.
+    result: Option<mpsc::Receiver<Result<BatchOutput, ModelError>>>,
+}
+
+impl Pending {
+    fn in_model(&self) -> usize {
+        self.row.iter().flatten().count()
+    }
+}
+
+/// How long [`AudioTagger::collect`] may wait for the model.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Report what is ready; never wait.
+    Ready,
+    /// Wait until at most this many windows are in the model.
+    AtMost(usize),
+}
+
 /// Per-stream state, created when caps are set and dropped on stop.
 struct State {
     info: gst_audio::AudioInfo,
@@ -160,6 +195,11 @@ struct State {
     events: EventDetector,
     /// The configuration `events` was built from; `None` until the first window.
     events_key: Option<EventsKey>,
+    pending: VecDeque<Pending>,
+    /// Windows of `pending` that are in the model.
+    in_model: usize,
+    /// Live mode skipped windows since the queue was last empty (warned about once).
+    overloaded: bool,
 }
 
 pub struct AudioTagger {
@@ -171,6 +211,8 @@ pub struct AudioTagger {
     preset: Mutex<(Option<PathBuf>, Arc<Preset>)>,
     /// Measured at start: the time one window's inference takes, reported as our latency.
     processing_latency: Mutex<gst::ClockTime>,
+    /// Windows live mode skipped since start (`windows-skipped`).
+    skipped: AtomicU64,
 }
 
 impl Default for AudioTagger {
@@ -181,6 +223,7 @@ impl Default for AudioTagger {
             state: Mutex::default(),
             preset: Mutex::new((None, Arc::new(Preset::builtin()))),
             processing_latency: Mutex::default(),
+            skipped: AtomicU64::new(0),
         }
     }
 }
@@ -405,6 +448,32 @@ impl ObjectImpl for AudioTagger {
                     .default_value(EventDefaults::default().loud_level_db as f64)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("mode", Mode::Blocking)
+                    .nick("Mode")
+                    .blurb(
+                        "When the streaming thread waits for the model. blocking: every buffer \
+                         waits for the windows it completes and carries their results as meta. \
+                         queued: up to max-queue windows in flight, results come later (meta on \
+                         a later buffer); a full queue waits, nothing is lost. live: never waits; \
+                         when max-queue windows are in flight new windows are skipped, counted in \
+                         windows-skipped and warned about. All modes batch windows across elements \
+                         sharing a model",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-queue")
+                    .nick("Maximum queue")
+                    .blurb("Windows in flight to the model per element in the queued and live modes")
+                    .minimum(1)
+                    .maximum(10_000)
+                    .default_value(DEFAULT_MAX_QUEUE)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("windows-skipped")
+                    .nick("Windows skipped")
+                    .blurb("Windows live mode skipped since start because the model could not keep up")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecString::builder("active-execution-provider")
                     .nick("Active execution provider")
                     .blurb("The provider inference actually runs on (cpu, cuda or tensorrt), once started")
@@ -461,6 +530,8 @@ impl ObjectImpl for AudioTagger {
                     .unwrap_or_default()
             }
             "smoothing" => s.smoothing = value.get().expect("type checked upstream"),
+            "mode" => s.mode = value.get().expect("type checked upstream"),
+            "max-queue" => s.max_queue = value.get().expect("type checked upstream"),
             "smoothing-windows" => {
                 s.smoothing_windows = value.get().expect("type checked upstream")
             }
@@ -510,6 +581,9 @@ impl ObjectImpl for AudioTagger {
             "labels" => s.labels.to_value(),
             "exclude" => s.exclude.to_value(),
             "smoothing" => s.smoothing.to_value(),
+            "mode" => s.mode.to_value(),
+            "max-queue" => s.max_queue.to_value(),
+            "windows-skipped" => self.skipped.load(Ordering::Relaxed).to_value(),
             "smoothing-windows" => s.smoothing_windows.to_value(),
             "post-messages" => s.post_messages.to_value(),
             "attach-meta" => s.attach_meta.to_value(),
@@ -627,6 +701,7 @@ impl BaseTransformImpl for AudioTagger {
             .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{e}")))?;
         *self.preset.lock().unwrap() = (settings.event_preset.clone(), Arc::new(preset));
         *self.processing_latency.lock().unwrap() = measure_processing_latency(&shared);
+        self.skipped.store(0, Ordering::Relaxed);
         *self.model.lock().unwrap() = Some(shared);
         Ok(())
     }
@@ -648,6 +723,7 @@ impl BaseTransformImpl for AudioTagger {
                     let mut windows = Vec::new();
                     state.frontend.finish(&mut windows);
                     self.handle_windows(state, windows, None);
+                    self.collect(state, None, Wait::AtMost(0));
                     self.close_events(state, StopReason::Eos);
                 }
             }
@@ -732,6 +808,8 @@ impl AudioTagger {
                 let mut windows = Vec::new();
                 state.frontend.finish(&mut windows);
                 self.handle_windows(state, windows, None);
+                // The run's results are timed from its own base: report them before it changes.
+                self.collect(state, None, Wait::AtMost(0));
                 self.restart_stream(state);
             }
             let base = buf.pts().unwrap_or_else(|| {
@@ -787,6 +865,8 @@ impl AudioTagger {
         }
         if !windows.is_empty() {
             self.handle_windows(state, windows, Some(buf));
+        } else if !state.pending.is_empty() {
+            self.collect(state, Some(buf), Wait::Ready);
         }
         Ok(gst::FlowSuccess::Ok)
     }
@@ -842,14 +922,19 @@ impl AudioTagger {
             .expect("the same configuration was accepted before");
         state.smoother.reset();
         state.timing = None;
+        // After a flush nothing of the old stream is reported; a discontinuity drained it first.
+        state.pending.clear();
+        state.in_model = 0;
+        state.overloaded = false;
     }
 
-    /// Runs the model on `windows` in one batch and reports every result.
+    /// Sends `windows` to the model (quiet ones skip it) and reports the results the mode lets
+    /// this buffer wait for.
     fn handle_windows(
         &self,
         state: &mut State,
-        windows: Vec<Window>,
-        mut buf: Option<&mut gst::BufferRef>,
+        mut windows: Vec<Window>,
+        buf: Option<&mut gst::BufferRef>,
     ) {
         if windows.is_empty() {
             return;
@@ -890,36 +975,124 @@ impl AudioTagger {
         if state.events_key.as_ref() != Some(&settings.events_key()) {
             self.reconfigure_events(state, &settings, &descriptor.labels, &mut reports);
         }
+        self.post_events(reports, &descriptor.labels);
 
         // Quiet windows skip the model; `row[i]` is window i's row in the batch output.
         let min_level = settings.min_level as f32;
         let mut row = vec![None; windows.len()];
         let mut features = Vec::new();
         let mut batch = 0;
-        for (i, w) in windows.iter().enumerate() {
+        for (i, w) in windows.iter_mut().enumerate() {
             if w.level.short_term_db >= min_level {
                 row[i] = Some(batch);
                 batch += 1;
-                features.extend_from_slice(&w.features);
+                features.append(&mut w.features);
             }
         }
-        let output = if batch == 0 {
-            Default::default()
-        } else {
-            match shared.lock().run(&features, batch, settings.embeddings) {
-                Ok(o) => o,
-                Err(e) => {
-                    gst::element_imp_warning!(
-                        self,
-                        gst::LibraryError::Failed,
-                        ("{e}"),
-                        ["windows skipped: {}", windows.len()]
-                    );
-                    self.post_events(reports, &descriptor.labels);
-                    return;
-                }
+        let max_queue = settings.max_queue as usize;
+        if settings.mode == Mode::Live && batch > 0 && state.in_model + batch > max_queue {
+            self.skip(state, windows.len(), max_queue);
+            self.collect(state, buf, Wait::Ready);
+            return;
+        }
+        let result = (batch > 0).then(|| {
+            let (tx, rx) = mpsc::sync_channel(1);
+            shared.submit(Job {
+                features,
+                windows: batch,
+                embeddings: settings.embeddings,
+                reply: Box::new(move |r| {
+                    // The element may have flushed or stopped meanwhile; then nobody waits.
+                    let _ = tx.send(r);
+                }),
+            });
+            rx
+        });
+        state.in_model += batch;
+        state.pending.push_back(Pending {
+            windows,
+            row,
+            result,
+        });
+        let wait = match settings.mode {
+            Mode::Blocking => Wait::AtMost(0),
+            Mode::Queued => Wait::AtMost(max_queue),
+            Mode::Live => Wait::Ready,
+        };
+        self.collect(state, buf, wait);
+    }
+
+    /// Reports pending windows oldest first, as far as their results are in or `wait` allows
+    /// waiting for them. Results of a later buffer's windows are carried by that later buffer.
+    fn collect(&self, state: &mut State, mut buf: Option<&mut gst::BufferRef>, wait: Wait) {
+        let gone = || Err(ModelError::Run("the inference thread ended".into()));
+        while let Some(front) = state.pending.front() {
+            let must_wait = matches!(wait, Wait::AtMost(n) if state.in_model > n);
+            let output = match &front.result {
+                None => Ok(BatchOutput::default()),
+                Some(rx) if must_wait => rx.recv().unwrap_or_else(|_| gone()),
+                Some(rx) => match rx.try_recv() {
+                    Ok(r) => r,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => gone(),
+                },
+            };
+            let pending = state.pending.pop_front().expect("front exists");
+            state.in_model -= pending.in_model();
+            self.report(state, pending, output, buf.as_deref_mut());
+        }
+        if state.pending.is_empty() {
+            state.overloaded = false;
+        }
+    }
+
+    /// Live mode with a full queue: the windows are dropped, counted, and warned about once
+    /// per overload (until the queue next empties).
+    fn skip(&self, state: &mut State, windows: usize, max_queue: usize) {
+        let total = self.skipped.fetch_add(windows as u64, Ordering::Relaxed) + windows as u64;
+        gst::debug!(CAT, imp = self, "queue full: skipped {windows} windows");
+        if !state.overloaded {
+            state.overloaded = true;
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Busy,
+                ("The model cannot keep up: {max_queue} windows are waiting, so new windows are \
+                     skipped ({total} so far)"),
+                [
+                    "the audio passes on unaffected and `windows-skipped` counts them; run fewer \
+                     streams per machine, the int8 model, more `threads`, or a GPU"
+                ]
+            );
+        }
+    }
+
+    /// Posts and attaches one pending batch's results and feeds them to smoothing and events.
+    fn report(
+        &self,
+        state: &mut State,
+        pending: Pending,
+        output: Result<BatchOutput, ModelError>,
+        mut buf: Option<&mut gst::BufferRef>,
+    ) {
+        let Some(shared) = self.model.lock().unwrap().clone() else {
+            return;
+        };
+        let settings = self.settings.lock().unwrap().clone();
+        let descriptor = shared.descriptor();
+        let Pending { windows, row, .. } = pending;
+        let output = match output {
+            Ok(o) => o,
+            Err(e) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::LibraryError::Failed,
+                    ("{e}"),
+                    ["windows skipped: {}", windows.len()]
+                );
+                return;
             }
         };
+        let mut reports = Vec::new();
         let classes = descriptor.num_classes();
         let silence = vec![0.0f32; classes];
         let rate = descriptor.frontend.sample_rate;
@@ -1158,6 +1331,9 @@ impl AudioFilterImpl for AudioTagger {
             frontend.config().hop_samples
         );
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = guard.as_mut() {
+            self.collect(old, None, Wait::AtMost(0));
+        }
         // New caps mid-stream do not end what is being heard: open events carry over.
         let (events, events_key) = guard
             .take()
@@ -1177,6 +1353,9 @@ impl AudioFilterImpl for AudioTagger {
             warned_non_finite: false,
             events,
             events_key,
+            pending: VecDeque::new(),
+            in_model: 0,
+            overloaded: false,
         });
         Ok(())
     }

@@ -78,10 +78,35 @@ impl From<SmoothingMode> for crate::tags::Smoothing {
     }
 }
 
+/// When the element waits for the model. In every mode windows go to the session's inference
+/// thread and are batched with other elements' windows; the modes differ in what the streaming
+/// thread does meanwhile.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAudioTaggerMode")]
+pub enum Mode {
+    #[enum_value(
+        name = "Blocking: each buffer waits for its windows' results, which it carries as meta",
+        nick = "blocking"
+    )]
+    Blocking = 0,
+    #[enum_value(
+        name = "Queued: up to max-queue windows in flight; a full queue waits, nothing is lost (files, many streams)",
+        nick = "queued"
+    )]
+    Queued = 1,
+    #[enum_value(
+        name = "Live: never waits for the model; when max-queue windows are in flight new ones are skipped, counted and warned about",
+        nick = "live"
+    )]
+    Live = 2,
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     results::register_meta();
     ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     SmoothingMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    Mode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "audiotagger",

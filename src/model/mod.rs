@@ -3,6 +3,7 @@
 //! Model side of the tagger, free of GStreamer: where ONNX Runtime comes from, the model
 //! descriptor, execution providers and inference sessions.
 
+pub mod batcher;
 pub mod descriptor;
 pub mod provider;
 pub mod runtime;

@@ -10,12 +10,20 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
+use super::batcher::{Batcher, Job};
 use super::descriptor::ModelDescriptor;
 use super::provider::{Provider, SessionOptions};
 use super::session::{ModelError, ModelSession};
 
+/// Windows per run on the CPU: past ~8 a bigger batch gains little and only delays results.
+const CPU_MAX_BATCH: usize = 16;
+/// A GPU keeps gaining from larger batches.
+const GPU_MAX_BATCH: usize = 64;
+
 pub struct SharedModel {
-    session: Mutex<ModelSession>,
+    session: Arc<Mutex<ModelSession>>,
+    /// Dropping it lets the queued jobs finish, then ends its thread.
+    batcher: Batcher,
     descriptor: ModelDescriptor,
     provider: Provider,
     fallback: Option<String>,
@@ -38,6 +46,11 @@ impl SharedModel {
     pub fn lock(&self) -> MutexGuard<'_, ModelSession> {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Queues windows for the session's inference thread, batched with every other element's.
+    pub fn submit(&self, job: Job) {
+        self.batcher.submit(job);
+    }
 }
 
 type Key = (PathBuf, SessionOptions);
@@ -57,11 +70,23 @@ pub fn get(path: &Path, options: &SessionOptions) -> Result<Arc<SharedModel>, Mo
         return Ok(shared);
     }
     let session = ModelSession::load(&canonical, options)?;
+    let descriptor = session.descriptor().clone();
+    let provider = session.provider();
+    let fallback = session.fallback().map(String::from);
+    let max_batch = if provider == Provider::Cpu {
+        CPU_MAX_BATCH
+    } else {
+        GPU_MAX_BATCH
+    };
+    let session = Arc::new(Mutex::new(session));
+    let batcher = Batcher::start(session.clone(), max_batch)
+        .map_err(|e| ModelError::Run(format!("cannot start the inference thread: {e}")))?;
     let shared = Arc::new(SharedModel {
-        descriptor: session.descriptor().clone(),
-        provider: session.provider(),
-        fallback: session.fallback().map(String::from),
-        session: Mutex::new(session),
+        descriptor,
+        provider,
+        fallback,
+        session,
+        batcher,
     });
     cache.insert(key, Arc::downgrade(&shared));
     Ok(shared)

@@ -158,3 +158,58 @@ pub fn expect_start_error(description: &str) -> (gst::glib::Error, String) {
     let source = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
     (e.error(), source)
 }
+
+/// A buffer of F32LE samples at `pts`.
+pub fn f32_buffer(samples: &[f32], pts: Option<gst::ClockTime>) -> gst::Buffer {
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut buf = gst::Buffer::from_mut_slice(bytes);
+    buf.get_mut().unwrap().set_pts(pts);
+    buf
+}
+
+pub fn samples_to_time(samples: u64, rate: u64) -> gst::ClockTime {
+    gst::ClockTime::from_nseconds(samples * 1_000_000_000 / rate)
+}
+
+/// Pushes `samples` in `block`-sample buffers from sample `start`, checking that every buffer
+/// comes out with the same bytes and timestamp.
+pub fn push_checked(
+    h: &mut gst_check::Harness,
+    samples: &[f32],
+    block: usize,
+    start: u64,
+    rate: u64,
+) {
+    let mut at = start;
+    for chunk in samples.chunks(block) {
+        let input = f32_buffer(chunk, Some(samples_to_time(at, rate)));
+        let expected = input.map_readable().unwrap().as_slice().to_vec();
+        h.push(input).unwrap();
+        let out = h.pull().unwrap();
+        assert_eq!(out.pts(), Some(samples_to_time(at, rate)));
+        assert!(
+            out.map_readable().unwrap().as_slice() == expected.as_slice(),
+            "audio changed at sample {at}"
+        );
+        at += chunk.len() as u64;
+    }
+}
+
+/// Drains the element's bus: (audiotagger window messages, warnings, errors).
+pub fn drain_bus(h: &gst_check::Harness) -> (Vec<gst::Structure>, Vec<String>, Vec<String>) {
+    let bus = h.element().unwrap().bus().unwrap();
+    let (mut windows, mut warnings, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(m) = bus.pop() {
+        match m.view() {
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure().filter(|s| s.name() == "audiotagger") {
+                    windows.push(s.to_owned());
+                }
+            }
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::Error(e) => errors.push(e.error().to_string()),
+            _ => {}
+        }
+    }
+    (windows, warnings, errors)
+}

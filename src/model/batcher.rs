@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! One inference thread per shared session that runs the windows of every element as batches.
+//!
+//! A convolutional model on the CPU runs a batch of 8 windows in far less than 8 times one
+//! window's time, and a session serves one run at a time. So with many streams, instead of each
+//! element taking the session's lock for its own window, elements queue their windows here; the
+//! thread takes everything waiting (up to `max_batch` windows) as one batch whenever it is free.
+//! No job waits for a batch to fill: the wait is bounded by the one run in progress, and a
+//! single stream sees no extra delay beyond a thread hand-off.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use super::session::{BatchOutput, ModelError, ModelSession};
+
+/// Called on the inference thread with the job's own rows of the batch output.
+pub type Reply = Box<dyn FnOnce(Result<BatchOutput, ModelError>) + Send>;
+
+/// Windows of one element (or one buffer), run together with whatever else is waiting.
+pub struct Job {
+    /// `windows` feature blocks, concatenated.
+    pub features: Vec<f32>,
+    pub windows: usize,
+    pub embeddings: bool,
+    pub reply: Reply,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    shutdown: bool,
+}
+
+struct Inner {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    max_batch: usize,
+}
+
+impl Inner {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct Batcher {
+    inner: Arc<Inner>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Batcher {
+    /// Starts the inference thread for `session`. `max_batch` bounds one run's windows (a job
+    /// larger than that still runs, alone).
+    pub fn start(session: Arc<Mutex<ModelSession>>, max_batch: usize) -> std::io::Result<Self> {
+        let inner = Arc::new(Inner {
+            queue: Mutex::default(),
+            wake: Condvar::new(),
+            max_batch: max_batch.max(1),
+        });
+        let worker = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("audiotagger-infer".into())
+                .spawn(move || run(&inner, &session))?
+        };
+        Ok(Self {
+            inner,
+            worker: Some(worker),
+        })
+    }
+
+    pub fn submit(&self, job: Job) {
+        self.inner.queue().jobs.push_back(job);
+        self.inner.wake.notify_one();
+    }
+}
+
+impl Drop for Batcher {
+    /// Jobs already queued still run and get their replies; then the thread ends.
+    fn drop(&mut self) {
+        self.inner.queue().shutdown = true;
+        self.inner.wake.notify_one();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn run(inner: &Inner, session: &Mutex<ModelSession>) {
+    loop {
+        let jobs = {
+            let mut q = inner.queue();
+            while q.jobs.is_empty() && !q.shutdown {
+                q = inner.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            if q.jobs.is_empty() {
+                return;
+            }
+            take_batch(&mut q.jobs, inner.max_batch)
+        };
+        run_batch(session, jobs);
+    }
+}
+
+/// The oldest jobs whose windows fit in `max_batch`, and always at least one job.
+fn take_batch(queue: &mut VecDeque<Job>, max_batch: usize) -> Vec<Job> {
+    let mut taken = Vec::new();
+    let mut windows = 0;
+    while let Some(next) = queue.front() {
+        if !taken.is_empty() && windows + next.windows > max_batch {
+            break;
+        }
+        windows += next.windows;
+        taken.extend(queue.pop_front());
+    }
+    taken
+}
+
+fn run_batch(session: &Mutex<ModelSession>, jobs: Vec<Job>) {
+    let total: usize = jobs.iter().map(|j| j.windows).sum();
+    let embeddings = jobs.iter().any(|j| j.embeddings);
+    let result = if jobs.len() == 1 {
+        session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .run(&jobs[0].features, total, embeddings)
+    } else {
+        let features: Vec<f32> = jobs
+            .iter()
+            .flat_map(|j| j.features.iter().copied())
+            .collect();
+        session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .run(&features, total, embeddings)
+    };
+    match result {
+        Ok(out) => {
+            let classes = out.scores.len() / total.max(1);
+            let dim = out.embedding_dim;
+            let mut row = 0;
+            for job in jobs {
+                let rows = row..row + job.windows;
+                let part = BatchOutput {
+                    scores: out.scores[rows.start * classes..rows.end * classes].to_vec(),
+                    embeddings: if job.embeddings && dim > 0 {
+                        out.embeddings[rows.start * dim..rows.end * dim].to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                    embedding_dim: if job.embeddings { dim } else { 0 },
+                };
+                row = rows.end;
+                (job.reply)(Ok(part));
+            }
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            for job in jobs {
+                (job.reply)(Err(ModelError::Run(reason.clone())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(windows: usize) -> Job {
+        Job {
+            features: vec![0.0; windows],
+            windows,
+            embeddings: false,
+            reply: Box::new(|_| {}),
+        }
+    }
+
+    #[test]
+    fn takes_the_oldest_jobs_that_fit() {
+        let mut q: VecDeque<Job> = [3, 4, 2, 1].into_iter().map(job).collect();
+        let sizes = |b: &[Job]| b.iter().map(|j| j.windows).collect::<Vec<_>>();
+        assert_eq!(sizes(&take_batch(&mut q, 8)), [3, 4]);
+        assert_eq!(sizes(&take_batch(&mut q, 8)), [2, 1]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn an_oversized_job_runs_alone() {
+        let mut q: VecDeque<Job> = [20, 1].into_iter().map(job).collect();
+        assert_eq!(take_batch(&mut q, 8).len(), 1);
+        assert_eq!(take_batch(&mut q, 8).len(), 1);
+    }
+}

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The `mode` property: queued and live hand windows to the shared inference thread and report
+//! later; they must report what blocking reports, batch other elements' windows without mixing
+//! them up, and in live mode skip (and say so) rather than hold the audio back.
+
+mod common;
+
+use gst::prelude::*;
+
+/// 30 s of real music (22.05 kHz mono) from ../shared/audio/long.
+fn music() -> (Vec<f32>, u64) {
+    let path = common::shared_audio().join("long/music__librosa__4.wav");
+    let mut reader = hound::WavReader::open(path).unwrap();
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.bits_per_sample), (1, 16));
+    let rate = u64::from(spec.sample_rate);
+    let samples = reader
+        .samples::<i16>()
+        .take(30 * rate as usize)
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect();
+    (samples, rate)
+}
+
+/// The window messages, warnings and errors of `audio` pushed in `block`-sample buffers
+/// through one element with `props`, up to EOS; every buffer is checked to pass unchanged.
+fn run(
+    props: &[(&str, &str)],
+    audio: &[f32],
+    rate: u64,
+    block: usize,
+) -> (Vec<gst::Structure>, Vec<String>, Vec<String>, u64) {
+    let props: Vec<_> = [("full-scores", "true")]
+        .iter()
+        .chain(props)
+        .copied()
+        .collect();
+    let mut h = common::tagger_harness(rate as i32, &props);
+    common::push_checked(&mut h, audio, block, 0, rate);
+    assert!(h.push_event(gst::event::Eos::new()));
+    let skipped = h.element().unwrap().property::<u64>("windows-skipped");
+    let (windows, warnings, errors) = common::drain_bus(&h);
+    (windows, warnings, errors, skipped)
+}
+
+fn index_and_time(w: &gst::StructureRef) -> (u64, u64) {
+    (
+        w.get::<u64>("window-index").unwrap(),
+        w.get::<gst::ClockTime>("timestamp").unwrap().nseconds(),
+    )
+}
+
+/// Largest score difference between two runs' windows, which must be the same windows.
+fn worst_difference(a: &[gst::Structure], b: &[gst::Structure]) -> f64 {
+    assert_eq!(
+        a.iter().map(|w| index_and_time(w)).collect::<Vec<_>>(),
+        b.iter().map(|w| index_and_time(w)).collect::<Vec<_>>()
+    );
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            common::floats(x, "full-scores")
+                .into_iter()
+                .zip(common::floats(y, "full-scores"))
+                .map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn queued_and_live_report_what_blocking_reports() {
+    let (audio, rate) = music();
+    let block = rate as usize / 50; // 20 ms buffers, as live sources send
+    let (reference, _, _, _) = run(&[("mode", "blocking")], &audio, rate, block);
+    assert_eq!(reference.len(), 62); // 30 s at a 0.48 s hop, the last one padded
+    for props in [
+        &[("mode", "queued")][..],
+        &[("mode", "queued"), ("max-queue", "1")],
+        &[("mode", "live"), ("max-queue", "10000")],
+    ] {
+        let (windows, warnings, errors, skipped) = run(props, &audio, rate, block);
+        assert!(
+            warnings.is_empty() && errors.is_empty(),
+            "{props:?}: {warnings:?} {errors:?}"
+        );
+        assert_eq!(skipped, 0, "{props:?}");
+        let worst = worst_difference(&reference, &windows);
+        assert!(worst < 1e-5, "{props:?}: scores differ by {worst}");
+    }
+}
+
+#[test]
+fn live_mode_skips_windows_when_the_queue_is_full_and_says_so() {
+    let (audio, rate) = music();
+    let mut h = common::tagger_harness(rate as i32, &[("mode", "live"), ("max-queue", "2")]);
+    // One 10 s buffer completes 19 windows at once (the 20th ends at 10 s exactly and waits for
+    // the resampler's look-ahead): more than may wait, so all are skipped.
+    let first = 10 * rate as usize;
+    common::push_checked(&mut h, &audio[..first], first, 0, rate);
+    assert_eq!(h.element().unwrap().property::<u64>("windows-skipped"), 19);
+    // Then 20 ms buffers: a window at a time, which the model keeps up with.
+    common::push_checked(
+        &mut h,
+        &audio[first..],
+        rate as usize / 50,
+        first as u64,
+        rate,
+    );
+    assert!(h.push_event(gst::event::Eos::new()));
+    let skipped = h.element().unwrap().property::<u64>("windows-skipped");
+    let (windows, warnings, errors) = common::drain_bus(&h);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("cannot keep up")),
+        "{warnings:?}"
+    );
+    let indices: Vec<u64> = windows.iter().map(|w| index_and_time(w).0).collect();
+    assert_eq!(
+        indices.first(),
+        Some(&19),
+        "the first reported window follows the skipped ones"
+    );
+    assert!(indices.windows(2).all(|p| p[0] < p[1]), "{indices:?}");
+    assert_eq!(
+        skipped + windows.len() as u64,
+        62,
+        "every window is reported or counted"
+    );
+}
+
+#[test]
+fn queued_elements_sharing_a_model_get_their_own_results() {
+    let (audio, rate) = music();
+    let block = rate as usize / 50;
+    // Each element hears a different 10 s of the music, so mixed-up batch rows would show.
+    let part = |k: usize| audio[k * rate as usize * 2..][..10 * rate as usize].to_vec();
+    let references: Vec<_> = (0..8)
+        .map(|k| run(&[("mode", "blocking")], &part(k), rate, block).0)
+        .collect();
+    let runs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|k| {
+                let audio = part(k);
+                s.spawn(move || run(&[("mode", "queued")], &audio, rate, block))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (k, ((windows, warnings, errors, _), reference)) in runs.iter().zip(&references).enumerate()
+    {
+        assert!(
+            warnings.is_empty() && errors.is_empty(),
+            "{warnings:?} {errors:?}"
+        );
+        let worst = worst_difference(reference, windows);
+        assert!(worst < 1e-4, "element {k}: scores differ by {worst}");
+    }
+}
