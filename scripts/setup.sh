@@ -12,6 +12,8 @@ apt_packages=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good pkg-config python3-venv
   meson ninja-build python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0
+  # Real recordings to calibrate the int8 model on and to benchmark with.
+  asterisk-moh-opsound-wav asterisk-core-sounds-en-wav sound-theme-freedesktop
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -51,10 +53,11 @@ fi
 shared=${AUDIOTAGGER_SHARED:-$root/../shared}
 tflite=${YAMNET_TFLITE:-$shared/models/yamnet.tflite}
 labels=$shared/models/yamnet_class_map.csv
-if [ ! -s models/yamnet.onnx ] || [ models/convert_yamnet.py -nt models/yamnet.onnx ] \
-   || [ "$stamp" -nt models/yamnet.onnx ]; then
-  log "converting $tflite to models/yamnet.onnx"
-  .venv/bin/python models/convert_yamnet.py "$tflite" --labels "$labels" -o models/yamnet.onnx
+if [ ! -s models/yamnet.onnx ] || [ ! -s models/yamnet-int8.onnx ] \
+   || [ models/convert_yamnet.py -nt models/yamnet-int8.onnx ] || [ "$stamp" -nt models/yamnet-int8.onnx ]; then
+  log "converting $tflite to models/yamnet.onnx and models/yamnet-int8.onnx"
+  .venv/bin/python models/convert_yamnet.py "$tflite" --labels "$labels" -o models/yamnet.onnx \
+    --int8 models/yamnet-int8.onnx
 fi
 fixtures=tests/fixtures/generated/index.json
 if [ -d "$shared/audio" ] && { [ ! -s "$fixtures" ] || [ models/yamnet.onnx -nt "$fixtures" ] \
