@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Throughput and latency at scale, from one run on one machine: `cargo bench --bench scale`.
+//!
+//! 1. End-to-end: ../shared/audio/long (16 min of real speech and music, concatenated) as a
+//!    16 kHz mono and a 48 kHz stereo WAV through
+//!    `filesrc ! decodebin ! audioconvert ! audiotagger ! fakesink sync=false`.
+//! 2. Bare ONNX Runtime: the same model on the same windows' features, nothing else.
+//! 3. The Python reference: the official TF-Lite YAMNet through ai-edge-litert, same audio and
+//!    hop (`benches/tflite_reference.py`).
+//! 4. N live streams in one process (appsrc at real-time pace, 20 ms buffers, mode=live): CPU
+//!    use, skipped windows, and the latency from a window's last sample to its bus message.
+//!
+//! `cargo test` runs this binary without `--bench`; it then returns at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gstaudiotagger::frontend::{Frontend, FrontendConfig};
+use gstaudiotagger::model::{ModelSession, Provider, SessionOptions};
+
+const LIVE_SECONDS: u64 = 30;
+const BUFFER_MS: u64 = 20;
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    gst::init().unwrap();
+    gstaudiotagger::plugin_register_static().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let float = root.join("models/yamnet.onnx");
+    let int8 = root.join("models/yamnet-int8.onnx");
+    let dir = root.join("target/bench-scale");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let long = concatenated_long_recordings();
+    let seconds = long.len() as f64 / 16000.0;
+    println!("audio: ../shared/audio/long concatenated, {seconds:.0} s");
+    let mono16 = dir.join("long-16k-mono.wav");
+    let stereo48 = dir.join("long-48k-stereo.wav");
+    write_wav(&mono16, &long, 16000, 1);
+    write_wav(&stereo48, &resample_for_48k_stereo(&long), 48000, 2);
+    let raw = dir.join("long-16k-mono.f32");
+    std::fs::write(
+        &raw,
+        long.iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+
+    println!("\n== Python reference: official TF-Lite YAMNet (ai-edge-litert), hop 0.48 s");
+    let mut reference = 0.0;
+    for threads in [1, 2] {
+        let r = python_reference(root, &raw, threads);
+        println!("threads {threads}: {:.0} windows/s ({} windows)", r.0, r.1);
+        reference = f64::max(reference, r.0);
+    }
+
+    println!("\n== Bare ONNX Runtime on the same windows' log-mel features");
+    let features = features_of(&long);
+    let windows = features.len();
+    let mut bare = Vec::new();
+    for (name, model) in [("float", &float), ("int8", &int8)] {
+        for (threads, batch) in [(1, 1), (2, 16)] {
+            let rate = bare_ort(model, threads, batch, &features);
+            println!("{name} threads {threads} batch {batch:>2}: {rate:.0} windows/s");
+            bare.push(((name, threads, batch), rate));
+        }
+    }
+    let bare_rate = |name: &str, threads: u32, batch: usize| {
+        bare.iter()
+            .find(|(k, _)| *k == (name, threads, batch))
+            .map(|(_, r)| *r)
+            .unwrap()
+    };
+
+    println!(
+        "\n== End to end: filesrc ! decodebin ! audioconvert ! audiotagger ! fakesink sync=false"
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>12} {:>10}",
+        "configuration", "windows/s", "× realtime", "vs bare ORT", "vs Python"
+    );
+    for (input, label) in [(&mono16, "16k mono"), (&stereo48, "48k stereo")] {
+        for (name, model, mode, threads, bare_batch) in [
+            ("float", &float, "blocking", 1, 1),
+            ("float", &float, "queued", 2, 16),
+            ("int8", &int8, "blocking", 1, 1),
+            ("int8", &int8, "queued", 2, 16),
+        ] {
+            let (count, wall) = end_to_end(input, model, mode, threads);
+            assert!(count >= windows, "{count} windows, expected {windows}");
+            let rate = count as f64 / wall;
+            let overhead = bare_rate(name, threads, bare_batch) / rate - 1.0;
+            println!(
+                "{:<44} {rate:>10.0} {:>10.0} {:>+11.1}% {:>9.2}×",
+                format!("{label}, {name}, mode={mode}, threads={threads}"),
+                seconds / wall,
+                overhead * 100.0,
+                rate / reference
+            );
+        }
+    }
+
+    println!(
+        "\n== Live streams: appsrc at real time ({BUFFER_MS} ms buffers, {LIVE_SECONDS} s) ! \
+         audiotagger mode=live threads=2 ! fakesink, float model"
+    );
+    println!(
+        "{:>7} {:>12} {:>10} {:>12} {:>12} {:>10}",
+        "streams", "CPU (cores)", "windows", "skipped", "p99 latency", "max"
+    );
+    for n in [8, 32, 128] {
+        let r = live_streams(&float, n, &long);
+        println!(
+            "{n:>7} {:>12.2} {:>10} {:>12} {:>9.1} ms {:>7.1} ms",
+            r.cpu_cores, r.windows, r.skipped, r.p99_ms, r.max_ms
+        );
+    }
+}
+
+/// ../shared/audio/long, every file decoded to 16 kHz mono by GStreamer, end to end.
+fn concatenated_long_recordings() -> Vec<f32> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/long");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    files.sort();
+    files.iter().flat_map(|f| decode(f, 16000, 1)).collect()
+}
+
+/// `path` decoded, downmixed and resampled by GStreamer to F32 at `rate` with `channels`.
+fn decode(path: &Path, rate: i32, channels: i32) -> Vec<f32> {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audioresample ! \
+         audio/x-raw,format=F32LE,rate={rate},channels={channels} ! appsink name=out sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let map = sample.buffer().unwrap().map_readable().unwrap();
+        out.extend(
+            map.as_slice()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+        );
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
+}
+
+fn write_wav(path: &Path, samples: &[f32], rate: u32, channels: u16) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// The same audio as 48 kHz stereo (left as is, right 0.8×): the input a broadcast chain has.
+fn resample_for_48k_stereo(mono16: &[f32]) -> Vec<f32> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-scale");
+    let tmp = dir.join("tmp-16k.wav");
+    write_wav(&tmp, mono16, 16000, 1);
+    let mono48 = decode(&tmp, 48000, 1);
+    std::fs::remove_file(&tmp).unwrap();
+    mono48.iter().flat_map(|&s| [s, 0.8 * s]).collect()
+}
+
+fn python_reference(root: &Path, raw: &Path, threads: u32) -> (f64, u64) {
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("benches/tflite_reference.py"))
+        .arg(raw)
+        .args(["--hop", "7680", "--threads", &threads.to_string()])
+        .output()
+        .expect("run .venv/bin/python (bash scripts/setup.sh makes it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["windows_per_s"].as_f64().unwrap(),
+        v["windows"].as_u64().unwrap(),
+    )
+}
+
+/// The log-mel patch of every complete window at YAMNet's hop.
+fn features_of(audio: &[f32]) -> Vec<Vec<f32>> {
+    let mut frontend = Frontend::new(FrontendConfig::yamnet(), 16000, 1).unwrap();
+    let mut windows = Vec::new();
+    frontend.push(audio, &mut windows);
+    windows.into_iter().map(|w| w.features).collect()
+}
+
+fn bare_ort(model: &Path, threads: u32, batch: usize, features: &[Vec<f32>]) -> f64 {
+    let options = SessionOptions {
+        provider: Provider::Cpu,
+        device_id: 0,
+        threads,
+    };
+    let mut session = ModelSession::load(model, &options).unwrap();
+    let chunks: Vec<Vec<f32>> = features.chunks(batch).map(|c| c.concat()).collect();
+    session
+        .run(&chunks[0], features.len().min(batch), false)
+        .unwrap();
+    let started = Instant::now();
+    for (chunk, windows) in chunks.iter().zip(features.chunks(batch)) {
+        session.run(chunk, windows.len(), false).unwrap();
+    }
+    features.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// (windows reported, wall seconds from PLAYING to EOS).
+fn end_to_end(input: &Path, model: &Path, mode: &str, threads: u32) -> (usize, f64) {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audiotagger model=\"{}\" \
+         mode={mode} threads={threads} ! fakesink sync=false",
+        input.display(),
+        model.display()
+    ))
+    .unwrap();
+    // READY → PAUSED loads the model and prerolls; only the stream itself is timed.
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let _ = pipeline.state(gst::ClockTime::from_seconds(60));
+    let started = Instant::now();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut windows = 0;
+    for msg in bus.iter_timed(gst::ClockTime::NONE) {
+        match msg.view() {
+            gst::MessageView::Element(e)
+                if e.structure().is_some_and(|s| s.name() == "audiotagger") =>
+            {
+                windows += 1
+            }
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    pipeline.set_state(gst::State::Null).unwrap();
+    (windows, wall)
+}
+
+struct LiveResult {
+    cpu_cores: f64,
+    windows: usize,
+    skipped: u64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc_rusage::Rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc_rusage::getrusage(0, &mut usage) };
+    let tv = |t: libc_rusage::Timeval| {
+        Duration::from_secs(t.sec as u64) + Duration::from_micros(t.usec as u64)
+    };
+    tv(usage.utime) + tv(usage.stime)
+}
+
+/// Just enough of `getrusage(2)` (x86-64/aarch64 Linux layout) for the process's CPU time.
+mod libc_rusage {
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct Timeval {
+        pub sec: i64,
+        pub usec: i64,
+    }
+    #[repr(C)]
+    pub struct Rusage {
+        pub utime: Timeval,
+        pub stime: Timeval,
+        pub rest: [i64; 14],
+    }
+    unsafe extern "C" {
+        pub fn getrusage(who: i32, usage: *mut Rusage) -> i32;
+    }
+}
+
+/// `n` live streams, each a different offset into `audio`, pushed at real-time pace.
+fn live_streams(model: &Path, n: usize, audio: &[f32]) -> LiveResult {
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let buffer = (16000 * BUFFER_MS / 1000) as usize;
+    let total_buffers = (LIVE_SECONDS * 1000 / BUFFER_MS) as usize;
+    // Set once every pipeline runs: stream time 0 is pushed then.
+    let origin_cell = Arc::new(OnceLock::<Instant>::new());
+    let mut pipelines = Vec::new();
+    let mut sources = Vec::new();
+    let mut taggers = Vec::new();
+    for _ in 0..n {
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src is-live=true format=time caps=audio/x-raw,format=F32LE,rate=16000,\
+             channels=1,layout=interleaved ! audiotagger name=tag model=\"{}\" mode=live \
+             threads=2 ! fakesink sync=false",
+            model.display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let bus = pipeline.bus().unwrap();
+        let latencies = latencies.clone();
+        let origin = origin_cell.clone();
+        // Runs in the thread that posts, at the moment it posts.
+        bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Element(e) = msg.view()
+                && let Some(s) = e.structure().filter(|s| s.name() == "audiotagger")
+                && !s.get::<bool>("partial").unwrap_or(true)
+            {
+                let end = s.get::<gst::ClockTime>("timestamp").unwrap()
+                    + s.get::<gst::ClockTime>("duration").unwrap();
+                // The buffer holding the window's last sample is pushed when it is complete.
+                let pushed_ms = end.mseconds().div_ceil(BUFFER_MS) * BUFFER_MS;
+                let arrived = *origin.get().unwrap() + Duration::from_millis(pushed_ms);
+                let now = Instant::now();
+                latencies
+                    .lock()
+                    .unwrap()
+                    .push(now.saturating_duration_since(arrived).as_secs_f64() * 1000.0);
+            }
+            gst::BusSyncReply::Drop
+        });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        sources.push(
+            pipeline
+                .by_name("src")
+                .unwrap()
+                .downcast::<gst_app::AppSrc>()
+                .unwrap(),
+        );
+        taggers.push(pipeline.by_name("tag").unwrap());
+        pipelines.push(pipeline);
+    }
+    let origin = Instant::now() + Duration::from_millis(100);
+    origin_cell.set(origin).unwrap();
+    let cpu_before = cpu_time();
+    let wall_before = Instant::now();
+    for i in 0..total_buffers {
+        let due = origin + Duration::from_millis((i as u64 + 1) * BUFFER_MS);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        for (k, src) in sources.iter().enumerate() {
+            let at = (k * 16000 * 7 + i * buffer) % (audio.len() - buffer);
+            let bytes: Vec<u8> = audio[at..at + buffer]
+                .iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect();
+            let mut buf = gst::Buffer::from_mut_slice(bytes);
+            let b = buf.get_mut().unwrap();
+            b.set_pts(gst::ClockTime::from_mseconds(i as u64 * BUFFER_MS));
+            b.set_duration(gst::ClockTime::from_mseconds(BUFFER_MS));
+            src.push_buffer(buf).unwrap();
+        }
+    }
+    // Let the last windows come out before measuring.
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu = cpu_time() - cpu_before;
+    let wall = wall_before.elapsed();
+    let skipped = taggers
+        .iter()
+        .map(|t| t.property::<u64>("windows-skipped"))
+        .sum();
+    for p in &pipelines {
+        p.set_state(gst::State::Null).unwrap();
+    }
+    let mut l = std::mem::take(&mut *latencies.lock().unwrap());
+    l.sort_by(f64::total_cmp);
+    let pct = |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)));
+    LiveResult {
+        cpu_cores: cpu.as_secs_f64() / wall.as_secs_f64(),
+        windows: l.len(),
+        skipped,
+        p99_ms: pct(0.99).copied().unwrap_or(f64::NAN),
+        max_ms: l.last().copied().unwrap_or(f64::NAN),
+    }
+}
