@@ -156,3 +156,30 @@ fn queued_elements_sharing_a_model_get_their_own_results() {
         assert!(worst < 1e-4, "element {k}: scores differ by {worst}");
     }
 }
+
+#[test]
+fn live_results_do_not_wait_for_the_next_buffer() {
+    let (audio, rate) = music();
+    let mut h = common::tagger_harness(rate as i32, &[("mode", "live")]);
+    // 1 s completes window 0; no buffer follows until its message is on the bus.
+    common::push_checked(&mut h, &audio[..rate as usize], rate as usize, 0, rate);
+    let bus = h.element().unwrap().bus().unwrap();
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Element],
+        )
+        .expect("window 0 reported by the inference thread");
+    let s = message.structure().unwrap();
+    assert_eq!(index_and_time(s), (0, 0));
+    // The next buffer carries that window's meta.
+    h.push(common::f32_buffer(
+        &audio[rate as usize..][..320],
+        Some(common::samples_to_time(rate, rate)),
+    ))
+    .unwrap();
+    let out = h.pull().unwrap();
+    let meta = gst::meta::CustomMeta::from_buffer(&out, "AudioTaggerMeta")
+        .expect("meta of window 0 on the next buffer");
+    assert_eq!(meta.structure().get::<u64>("window-index").unwrap(), 0);
+}

@@ -200,6 +200,8 @@ struct State {
     in_model: usize,
     /// Live mode skipped windows since the queue was last empty (warned about once).
     overloaded: bool,
+    /// Meta of results the inference thread reported in live mode, for the next buffer.
+    unattached: Vec<gst::Structure>,
 }
 
 pub struct AudioTagger {
@@ -863,12 +865,26 @@ impl AudioTagger {
                 ["the audio itself passes through unchanged"]
             );
         }
+        for s in state.unattached.drain(..) {
+            attach(buf, |meta| {
+                for (field, value) in s.iter() {
+                    meta.set_value(field, value.clone());
+                }
+            });
+        }
         if !windows.is_empty() {
             self.handle_windows(state, windows, Some(buf));
         } else if !state.pending.is_empty() {
             self.collect(state, Some(buf), Wait::Ready);
         }
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+/// Adds an `AudioTaggerMeta` to `buf`, filled by `fill`.
+fn attach(buf: &mut gst::BufferRef, fill: impl FnOnce(&mut gst::StructureRef)) {
+    if let Ok(mut meta) = gst::meta::CustomMeta::add(buf, results::META_NAME) {
+        fill(meta.mut_structure());
     }
 }
 
@@ -926,6 +942,7 @@ impl AudioTagger {
         state.pending.clear();
         state.in_model = 0;
         state.overloaded = false;
+        state.unattached.clear();
     }
 
     /// Sends `windows` to the model (quiet ones skip it) and reports the results the mode lets
@@ -997,6 +1014,9 @@ impl AudioTagger {
         }
         let result = (batch > 0).then(|| {
             let (tx, rx) = mpsc::sync_channel(1);
+            // Live streams must not wait for their next buffer to hear of a gunshot: the
+            // inference thread reports the results itself when the element is not busy.
+            let element = (settings.mode == Mode::Live).then(|| self.obj().downgrade());
             shared.submit(Job {
                 features,
                 windows: batch,
@@ -1004,6 +1024,9 @@ impl AudioTagger {
                 reply: Box::new(move |r| {
                     // The element may have flushed or stopped meanwhile; then nobody waits.
                     let _ = tx.send(r);
+                    if let Some(element) = element.and_then(|e| e.upgrade()) {
+                        element.imp().collect_on_inference_thread();
+                    }
                 }),
             });
             rx
@@ -1039,10 +1062,21 @@ impl AudioTagger {
             };
             let pending = state.pending.pop_front().expect("front exists");
             state.in_model -= pending.in_model();
-            self.report(state, pending, output, buf.as_deref_mut());
+            let draining = !matches!(wait, Wait::Ready);
+            self.report(state, pending, output, buf.as_deref_mut(), draining);
         }
         if state.pending.is_empty() {
             state.overloaded = false;
+        }
+    }
+
+    /// Reports what is ready unless the streaming thread holds the state; then its next buffer
+    /// will. Never waits, so the inference thread cannot stall on an element.
+    fn collect_on_inference_thread(&self) {
+        if let Ok(mut guard) = self.state.try_lock()
+            && let Some(state) = guard.as_mut()
+        {
+            self.collect(state, None, Wait::Ready);
         }
     }
 
@@ -1073,6 +1107,7 @@ impl AudioTagger {
         pending: Pending,
         output: Result<BatchOutput, ModelError>,
         mut buf: Option<&mut gst::BufferRef>,
+        draining: bool,
     ) {
         let Some(shared) = self.model.lock().unwrap().clone() else {
             return;
@@ -1149,11 +1184,15 @@ impl AudioTagger {
                     .build();
                 let _ = self.obj().post_message(msg);
             }
-            if settings.attach_meta
-                && let Some(buf) = buf.as_deref_mut()
-                && let Ok(mut meta) = gst::meta::CustomMeta::add(buf, results::META_NAME)
-            {
-                result.fill(meta.mut_structure());
+            if settings.attach_meta {
+                match buf.as_deref_mut() {
+                    Some(buf) => attach(buf, |s| result.fill(s)),
+                    // Reported by the inference thread: the next buffer carries it.
+                    None if settings.mode == Mode::Live && !draining => {
+                        state.unattached.push(result.to_structure())
+                    }
+                    None => {}
+                }
             }
             gst::log!(
                 CAT,
@@ -1356,6 +1395,7 @@ impl AudioFilterImpl for AudioTagger {
             pending: VecDeque::new(),
             in_model: 0,
             overloaded: false,
+            unattached: Vec::new(),
         });
         Ok(())
     }

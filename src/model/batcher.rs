@@ -82,7 +82,11 @@ impl Drop for Batcher {
     fn drop(&mut self) {
         self.inner.queue().shutdown = true;
         self.inner.wake.notify_one();
-        if let Some(worker) = self.worker.take() {
+        // A reply can drop the last reference to an element, and with it this batcher, on the
+        // inference thread itself; that thread then ends after the reply instead of joining.
+        if let Some(worker) = self.worker.take()
+            && worker.thread().id() != std::thread::current().id()
+        {
             let _ = worker.join();
         }
     }
