@@ -64,7 +64,7 @@ fn main() {
     let windows = features.len();
     let mut bare = Vec::new();
     for (name, model) in [("float", &float), ("int8", &int8)] {
-        for (threads, batch) in [(1, 1), (2, 16)] {
+        for (threads, batch) in [(1, 1), (1, 16), (2, 16)] {
             let rate = bare_ort(model, threads, batch, &features);
             println!("{name} threads {threads} batch {batch:>2}: {rate:.0} windows/s");
             bare.push(((name, threads, batch), rate));
@@ -87,8 +87,10 @@ fn main() {
     for (input, label) in [(&mono16, "16k mono"), (&stereo48, "48k stereo")] {
         for (name, model, mode, threads, bare_batch) in [
             ("float", &float, "blocking", 1, 1),
+            ("float", &float, "queued", 1, 16),
             ("float", &float, "queued", 2, 16),
             ("int8", &int8, "blocking", 1, 1),
+            ("int8", &int8, "queued", 1, 16),
             ("int8", &int8, "queued", 2, 16),
         ] {
             let (count, wall) = end_to_end(input, model, mode, threads);
@@ -110,15 +112,22 @@ fn main() {
          audiotagger mode=live threads=2 ! fakesink, float model"
     );
     println!(
-        "{:>7} {:>12} {:>10} {:>12} {:>12} {:>10}",
-        "streams", "CPU (cores)", "windows", "skipped", "p99 latency", "max"
+        "{:>7} {:>10} {:>12} {:>10} {:>12} {:>12} {:>10}",
+        "streams", "starts", "CPU (cores)", "windows", "skipped", "p99 latency", "max"
     );
-    for n in [8, 32, 128] {
-        let r = live_streams(&float, n, &long);
-        println!(
-            "{n:>7} {:>12.2} {:>10} {:>12} {:>9.1} ms {:>7.1} ms",
-            r.cpu_cores, r.windows, r.skipped, r.p99_ms, r.max_ms
-        );
+    for staggered in [true, false] {
+        for n in [8, 32, 128] {
+            let r = live_streams(&float, n, &long, staggered);
+            println!(
+                "{n:>7} {:>10} {:>12.2} {:>10} {:>12} {:>9.1} ms {:>7.1} ms",
+                if staggered { "staggered" } else { "lockstep" },
+                r.cpu_cores,
+                r.windows,
+                r.skipped,
+                r.p99_ms,
+                r.max_ms
+            );
+        }
     }
 }
 
@@ -303,17 +312,22 @@ mod libc_rusage {
     }
 }
 
-/// `n` live streams, each a different offset into `audio`, pushed at real-time pace.
-fn live_streams(model: &Path, n: usize, audio: &[f32]) -> LiveResult {
+/// `n` live streams, each a different offset into `audio`, pushed at real-time pace. Started in
+/// lockstep, every stream completes a window at the same instant (the worst case for latency);
+/// staggered, their starts spread over one hop, as independent cameras' would be.
+fn live_streams(model: &Path, n: usize, audio: &[f32], staggered: bool) -> LiveResult {
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let buffer = (16000 * BUFFER_MS / 1000) as usize;
     let total_buffers = (LIVE_SECONDS * 1000 / BUFFER_MS) as usize;
+    let hop_buffers = 480 / BUFFER_MS as usize;
+    let start_tick = |k: usize| if staggered { k * hop_buffers / n } else { 0 };
     // Set once every pipeline runs: stream time 0 is pushed then.
     let origin_cell = Arc::new(OnceLock::<Instant>::new());
     let mut pipelines = Vec::new();
     let mut sources = Vec::new();
     let mut taggers = Vec::new();
-    for _ in 0..n {
+    for k in 0..n {
+        let started_ms = (start_tick(k) as u64) * BUFFER_MS;
         let pipeline = gst::parse::launch(&format!(
             "appsrc name=src is-live=true format=time caps=audio/x-raw,format=F32LE,rate=16000,\
              channels=1,layout=interleaved ! audiotagger name=tag model=\"{}\" mode=live \
@@ -335,7 +349,7 @@ fn live_streams(model: &Path, n: usize, audio: &[f32]) -> LiveResult {
                 let end = s.get::<gst::ClockTime>("timestamp").unwrap()
                     + s.get::<gst::ClockTime>("duration").unwrap();
                 // The buffer holding the window's last sample is pushed when it is complete.
-                let pushed_ms = end.mseconds().div_ceil(BUFFER_MS) * BUFFER_MS;
+                let pushed_ms = started_ms + end.mseconds().div_ceil(BUFFER_MS) * BUFFER_MS;
                 let arrived = *origin.get().unwrap() + Duration::from_millis(pushed_ms);
                 let now = Instant::now();
                 latencies
@@ -360,10 +374,16 @@ fn live_streams(model: &Path, n: usize, audio: &[f32]) -> LiveResult {
     origin_cell.set(origin).unwrap();
     let cpu_before = cpu_time();
     let wall_before = Instant::now();
-    for i in 0..total_buffers {
-        let due = origin + Duration::from_millis((i as u64 + 1) * BUFFER_MS);
+    for tick in 0..total_buffers + hop_buffers {
+        let due = origin + Duration::from_millis((tick as u64 + 1) * BUFFER_MS);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         for (k, src) in sources.iter().enumerate() {
+            let Some(i) = tick
+                .checked_sub(start_tick(k))
+                .filter(|&i| i < total_buffers)
+            else {
+                continue;
+            };
             let at = (k * 16000 * 7 + i * buffer) % (audio.len() - buffer);
             let bytes: Vec<u8> = audio[at..at + buffer]
                 .iter()
