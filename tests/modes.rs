@@ -183,3 +183,29 @@ fn live_results_do_not_wait_for_the_next_buffer() {
         .expect("meta of window 0 on the next buffer");
     assert_eq!(meta.structure().get::<u64>("window-index").unwrap(), 0);
 }
+
+/// The streaming thread holds the sink pad's stream lock and then takes the element's state;
+/// the inference thread, reporting live results, holds the state. So it must never wait for
+/// the stream lock (as reading the pad's segment does), or the two deadlock.
+#[test]
+fn live_results_are_reported_while_the_stream_lock_is_held() {
+    let (audio, rate) = music();
+    let mut h = common::tagger_harness(rate as i32, &[("mode", "live"), ("max-queue", "1000")]);
+    let element = h.element().unwrap();
+    let bus = element.bus().unwrap();
+    let sink = element.static_pad("sink").unwrap();
+    // 8 s at once: 15 windows, tens of milliseconds of inference after `push` returns.
+    let first = 8 * rate as usize;
+    common::push_checked(&mut h, &audio[..first], first, 0, rate);
+    // As a streaming thread would be, on its way into the element with the next buffer.
+    let stream_lock = sink.stream_lock();
+    let reported = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(10),
+        &[gst::MessageType::Element],
+    );
+    drop(stream_lock);
+    assert!(
+        reported.is_some(),
+        "no result while the stream lock was held: the inference thread waits for it"
+    );
+}

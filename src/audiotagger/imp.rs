@@ -202,6 +202,10 @@ struct State {
     overloaded: bool,
     /// Meta of results the inference thread reported in live mode, for the next buffer.
     unattached: Vec<gst::Structure>,
+    /// The segment as of the last buffer. Results are timed against this copy because the
+    /// inference thread must not take the pad's stream lock (`segment()`) while it holds the
+    /// state, which the streaming thread locks while holding the stream lock.
+    segment: Option<gst::FormattedSegment<gst::format::Time>>,
 }
 
 pub struct AudioTagger {
@@ -789,11 +793,13 @@ impl BaseTransformImpl for AudioTagger {
 
 impl AudioTagger {
     fn analyse(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let segment = self.obj().segment().downcast().ok();
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let Some(state) = guard.as_mut() else {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["Buffer before caps"]);
             return Err(gst::FlowError::NotNegotiated);
         };
+        state.segment = segment;
         let discont = buf.flags().contains(gst::BufferFlags::DISCONT);
         let gap = match (&state.timing, buf.pts()) {
             (Some(t), Some(pts)) => pts.absdiff(t.expected_next()) > GAP_TOLERANCE,
@@ -992,7 +998,7 @@ impl AudioTagger {
         if state.events_key.as_ref() != Some(&settings.events_key()) {
             self.reconfigure_events(state, &settings, &descriptor.labels, &mut reports);
         }
-        self.post_events(reports, &descriptor.labels);
+        self.post_events(reports, &descriptor.labels, state.segment.as_ref());
 
         // Quiet windows skip the model; `row[i]` is window i's row in the batch output.
         let min_level = settings.min_level as f32;
@@ -1132,7 +1138,7 @@ impl AudioTagger {
         let silence = vec![0.0f32; classes];
         let rate = descriptor.frontend.sample_rate;
         let duration = samples_to_time(descriptor.frontend.window_samples as u64, rate);
-        let segment = self.obj().segment().downcast::<gst::format::Time>().ok();
+        let segment = state.segment.clone();
         let Some(timing) = state.timing.as_ref() else {
             return;
         };
@@ -1213,7 +1219,7 @@ impl AudioTagger {
                 &mut reports,
             );
         }
-        self.post_events(reports, &descriptor.labels);
+        self.post_events(reports, &descriptor.labels, state.segment.as_ref());
     }
 
     /// (Re)builds the event trackers from the settings: a new preset file is read, the
@@ -1269,15 +1275,19 @@ impl AudioTagger {
         if !reports.is_empty()
             && let Some(shared) = self.model.lock().unwrap().clone()
         {
-            self.post_events(reports, &shared.descriptor().labels);
+            self.post_events(reports, &shared.descriptor().labels, state.segment.as_ref());
         }
     }
 
-    fn post_events(&self, reports: Vec<EventReport>, labels: &[String]) {
+    fn post_events(
+        &self,
+        reports: Vec<EventReport>,
+        labels: &[String],
+        segment: Option<&gst::FormattedSegment<gst::format::Time>>,
+    ) {
         if reports.is_empty() {
             return;
         }
-        let segment = self.obj().segment().downcast::<gst::format::Time>().ok();
         let times = |ns: u64| {
             let timestamp = gst::ClockTime::from_nseconds(ns);
             results::Times {
@@ -1396,6 +1406,7 @@ impl AudioFilterImpl for AudioTagger {
             in_model: 0,
             overloaded: false,
             unattached: Vec::new(),
+            segment: self.obj().segment().downcast().ok(),
         });
         Ok(())
     }
