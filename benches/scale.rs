@@ -12,13 +12,16 @@
 //!
 //! `cargo test` runs this binary without `--bench`; it then returns at once.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstaudiotagger::frontend::{Frontend, FrontendConfig};
 use gstaudiotagger::model::{ModelSession, Provider, SessionOptions};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const LIVE_SECONDS: u64 = 30;
 const BUFFER_MS: u64 = 20;
@@ -27,21 +30,25 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    gst::init().unwrap();
-    gstaudiotagger::plugin_register_static().unwrap();
+    common::init();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let float = root.join("models/yamnet.onnx");
     let int8 = root.join("models/yamnet-int8.onnx");
     let dir = root.join("target/bench-scale");
     std::fs::create_dir_all(&dir).unwrap();
 
-    let long = concatenated_long_recordings();
+    let long = common::long_recordings(16000);
     let seconds = long.len() as f64 / 16000.0;
     println!("audio: ../shared/audio/long concatenated, {seconds:.0} s");
     let mono16 = dir.join("long-16k-mono.wav");
     let stereo48 = dir.join("long-48k-stereo.wav");
     write_wav(&mono16, &long, 16000, 1);
-    write_wav(&stereo48, &resample_for_48k_stereo(&long), 48000, 2);
+    // The same recordings as a broadcast chain has them: 48 kHz stereo (right channel 0.8×).
+    let stereo: Vec<f32> = common::long_recordings(48000)
+        .iter()
+        .flat_map(|&s| [s, 0.8 * s])
+        .collect();
+    write_wav(&stereo48, &stereo, 48000, 2);
     let raw = dir.join("long-16k-mono.f32");
     std::fs::write(
         &raw,
@@ -131,47 +138,6 @@ fn main() {
     }
 }
 
-/// ../shared/audio/long, every file decoded to 16 kHz mono by GStreamer, end to end.
-fn concatenated_long_recordings() -> Vec<f32> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/long");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
-        .collect();
-    files.sort();
-    files.iter().flat_map(|f| decode(f, 16000, 1)).collect()
-}
-
-/// `path` decoded, downmixed and resampled by GStreamer to F32 at `rate` with `channels`.
-fn decode(path: &Path, rate: i32, channels: i32) -> Vec<f32> {
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audioresample ! \
-         audio/x-raw,format=F32LE,rate={rate},channels={channels} ! appsink name=out sync=false",
-        path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut out = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
-        let map = sample.buffer().unwrap().map_readable().unwrap();
-        out.extend(
-            map.as_slice()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
-        );
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    out
-}
-
 fn write_wav(path: &Path, samples: &[f32], rate: u32, channels: u16) {
     let spec = hound::WavSpec {
         channels,
@@ -185,16 +151,6 @@ fn write_wav(path: &Path, samples: &[f32], rate: u32, channels: u16) {
             .unwrap();
     }
     w.finalize().unwrap();
-}
-
-/// The same audio as 48 kHz stereo (left as is, right 0.8×): the input a broadcast chain has.
-fn resample_for_48k_stereo(mono16: &[f32]) -> Vec<f32> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-scale");
-    let tmp = dir.join("tmp-16k.wav");
-    write_wav(&tmp, mono16, 16000, 1);
-    let mono48 = decode(&tmp, 48000, 1);
-    std::fs::remove_file(&tmp).unwrap();
-    mono48.iter().flat_map(|&s| [s, 0.8 * s]).collect()
 }
 
 fn python_reference(root: &Path, raw: &Path, threads: u32) -> (f64, u64) {
@@ -257,19 +213,7 @@ fn end_to_end(input: &Path, model: &Path, mode: &str, threads: u32) -> (usize, f
     let _ = pipeline.state(gst::ClockTime::from_seconds(60));
     let started = Instant::now();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let mut windows = 0;
-    for msg in bus.iter_timed(gst::ClockTime::NONE) {
-        match msg.view() {
-            gst::MessageView::Element(e)
-                if e.structure().is_some_and(|s| s.name() == "audiotagger") =>
-            {
-                windows += 1
-            }
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{}", e.error()),
-            _ => {}
-        }
-    }
+    let windows = common::window_messages(&bus, gst::ClockTime::NONE, "end to end").len();
     let wall = started.elapsed().as_secs_f64();
     pipeline.set_state(gst::State::Null).unwrap();
     (windows, wall)

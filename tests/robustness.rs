@@ -353,25 +353,13 @@ fn sixty_four_elements_in_one_process() {
         p.set_state(gst::State::Playing).unwrap();
     }
     for p in &pipelines {
-        let mut windows = 0;
-        for msg in p
-            .bus()
-            .unwrap()
-            .iter_timed(gst::ClockTime::from_seconds(120))
-        {
-            match msg.view() {
-                gst::MessageView::Element(e)
-                    if e.structure().is_some_and(|s| s.name() == "audiotagger") =>
-                {
-                    windows += 1
-                }
-                gst::MessageView::Eos(_) => break,
-                gst::MessageView::Error(e) => panic!("{}", e.error()),
-                _ => {}
-            }
-        }
+        let windows = common::window_messages(
+            &p.bus().unwrap(),
+            gst::ClockTime::from_seconds(120),
+            "64 elements",
+        );
         // 3 s each: 5 complete windows and the padded tail.
-        assert_eq!(windows, 6);
+        assert_eq!(windows.len(), 6);
         p.set_state(gst::State::Null).unwrap();
     }
 }

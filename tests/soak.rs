@@ -20,49 +20,11 @@ fn rss_kib() -> u64 {
         .unwrap()
 }
 
-/// Every recording in ../shared/audio/long, decoded to 16 kHz mono F32 by GStreamer itself.
-fn long_recordings() -> Vec<f32> {
-    let dir = common::shared_audio().join("long");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
-        .collect();
-    files.sort();
-    let mut all = Vec::new();
-    for file in files {
-        let pipeline = gst::parse::launch(&format!(
-            "filesrc location=\"{}\" ! decodebin ! audioconvert ! audioresample ! \
-             audio/x-raw,format=F32LE,rate=16000,channels=1 ! appsink name=out sync=false",
-            file.display()
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let sink = pipeline
-            .by_name("out")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
-        while let Ok(sample) = sink.pull_sample() {
-            let buf = sample.buffer().unwrap().map_readable().unwrap();
-            all.extend(
-                buf.as_slice()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
-            );
-        }
-        pipeline.set_state(gst::State::Null).unwrap();
-    }
-    all
-}
-
 #[test]
 fn an_hour_of_real_audio_keeps_memory_flat() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     common::init();
-    let audio = long_recordings();
+    let audio = common::long_recordings(16000);
     assert!(
         audio.len() > 16000 * 60 * 10,
         "../shared/audio/long holds 16 min"

@@ -113,8 +113,20 @@ pub fn run_pipeline(description: &str) -> Vec<gst::Structure> {
     let pipeline = gst::parse::launch(description).unwrap();
     let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
+    let out = window_messages(&bus, gst::ClockTime::from_seconds(120), description);
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
+}
+
+/// The `audiotagger` window messages on `bus` up to EOS (or `timeout` without a message); an
+/// error message panics, naming `what`.
+pub fn window_messages(
+    bus: &gst::Bus,
+    timeout: impl Into<Option<gst::ClockTime>>,
+    what: &str,
+) -> Vec<gst::Structure> {
     let mut out = Vec::new();
-    for msg in bus.iter_timed(gst::ClockTime::from_seconds(120)) {
+    for msg in bus.iter_timed(timeout) {
         match msg.view() {
             gst::MessageView::Element(e) => {
                 if let Some(s) = e.structure().filter(|s| s.name() == "audiotagger") {
@@ -122,12 +134,53 @@ pub fn run_pipeline(description: &str) -> Vec<gst::Structure> {
                 }
             }
             gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{description}: {} ({:?})", e.error(), e.debug()),
+            gst::MessageView::Error(e) => panic!("{what}: {} ({:?})", e.error(), e.debug()),
             _ => {}
         }
     }
+    out
+}
+
+/// `path` decoded, downmixed and resampled by GStreamer itself to F32 at `rate` × `channels`.
+pub fn decode_f32(path: &Path, rate: i32, channels: i32) -> Vec<f32> {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audioresample ! \
+         audio/x-raw,format=F32LE,rate={rate},channels={channels} ! appsink name=out sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let map = sample.buffer().unwrap().map_readable().unwrap();
+        out.extend(
+            map.as_slice()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+        );
+    }
     pipeline.set_state(gst::State::Null).unwrap();
     out
+}
+
+/// Every recording in ../shared/audio/long (16 min of speech and music), in name order, decoded
+/// to mono at `rate` and concatenated.
+pub fn long_recordings(rate: i32) -> Vec<f32> {
+    let dir = shared_audio().join("long");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    files.sort();
+    files.iter().flat_map(|f| decode_f32(f, rate, 1)).collect()
 }
 
 /// YAMNet's 521 display names, in class order, from ../shared/models/yamnet_class_map.csv.
