@@ -209,3 +209,40 @@ fn live_results_are_reported_while_the_stream_lock_is_held() {
         "no result while the stream lock was held: the inference thread waits for it"
     );
 }
+
+#[test]
+fn a_panicking_reply_leaves_the_inference_thread_serving_others() {
+    use gstaudiotagger::model::batcher::Job;
+    common::init();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/yamnet.onnx");
+    let options = gstaudiotagger::model::SessionOptions {
+        provider: gstaudiotagger::model::Provider::Cpu,
+        device_id: 0,
+        threads: 1,
+    };
+    let shared = gstaudiotagger::model::shared::get(&model, &options).unwrap();
+    let window: usize = shared
+        .descriptor()
+        .frontend
+        .feature_shape()
+        .iter()
+        .product();
+    let job = |reply: gstaudiotagger::model::batcher::Reply| Job {
+        features: vec![0.0; window],
+        windows: 1,
+        embeddings: false,
+        reply,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    shared.submit(job(Box::new(|_| panic!("a bug in one element's reply"))));
+    let after = tx.clone();
+    shared.submit(job(Box::new(move |r| after.send(r.is_ok()).unwrap())));
+    let timeout = std::time::Duration::from_secs(30);
+    assert_eq!(
+        rx.recv_timeout(timeout),
+        Ok(true),
+        "the job queued beside it"
+    );
+    shared.submit(job(Box::new(move |r| tx.send(r.is_ok()).unwrap())));
+    assert_eq!(rx.recv_timeout(timeout), Ok(true), "a job queued later");
+}

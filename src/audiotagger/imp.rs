@@ -771,9 +771,16 @@ impl BaseTransformImpl for AudioTagger {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        // A bug must not abort the host process: a panic becomes an element error.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.analyse(buf))).unwrap_or_else(
-            |panic| {
+        self.catch_panic(|| self.analyse(buf))
+            .unwrap_or(Err(gst::FlowError::Error))
+    }
+}
+
+impl AudioTagger {
+    /// A bug must not abort the host process: a panic in `f` becomes an element error.
+    fn catch_panic<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .map_err(|panic| {
                 let what = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
@@ -785,9 +792,8 @@ impl BaseTransformImpl for AudioTagger {
                     ("Internal error while tagging: {what}"),
                     ["please report it with the input that caused it"]
                 );
-                Err(gst::FlowError::Error)
-            },
-        )
+            })
+            .ok()
     }
 }
 
@@ -1031,7 +1037,8 @@ impl AudioTagger {
                     // The element may have flushed or stopped meanwhile; then nobody waits.
                     let _ = tx.send(r);
                     if let Some(element) = element.and_then(|e| e.upgrade()) {
-                        element.imp().collect_on_inference_thread();
+                        let imp = element.imp();
+                        imp.catch_panic(|| imp.collect_on_inference_thread());
                     }
                 }),
             });

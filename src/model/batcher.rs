@@ -9,6 +9,7 @@
 //! No job waits for a batch to fill: the wait is bounded by the one run in progress, and a
 //! single stream sees no extra delay beyond a thread hand-off.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -125,21 +126,18 @@ fn take_batch(queue: &mut VecDeque<Job>, max_batch: usize) -> Vec<Job> {
 fn run_batch(session: &Mutex<ModelSession>, jobs: Vec<Job>) {
     let total: usize = jobs.iter().map(|j| j.windows).sum();
     let embeddings = jobs.iter().any(|j| j.embeddings);
-    let result = if jobs.len() == 1 {
-        session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .run(&jobs[0].features, total, embeddings)
-    } else {
-        let features: Vec<f32> = jobs
+    // A job alone (the usual case for one stream) runs on its own features, uncopied.
+    let features: Cow<[f32]> = match jobs.as_slice() {
+        [one] => Cow::Borrowed(&one.features),
+        _ => jobs
             .iter()
             .flat_map(|j| j.features.iter().copied())
-            .collect();
-        session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .run(&features, total, embeddings)
+            .collect(),
     };
+    let result = session
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .run(&features, total, embeddings);
     match result {
         Ok(out) => {
             let classes = out.scores.len() / total.max(1);
@@ -157,16 +155,23 @@ fn run_batch(session: &Mutex<ModelSession>, jobs: Vec<Job>) {
                     embedding_dim: if job.embeddings { dim } else { 0 },
                 };
                 row = rows.end;
-                (job.reply)(Ok(part));
+                deliver(job.reply, Ok(part));
             }
         }
         Err(e) => {
             let reason = e.to_string();
             for job in jobs {
-                (job.reply)(Err(ModelError::Run(reason.clone())));
+                deliver(job.reply, Err(ModelError::Run(reason.clone())));
             }
         }
     }
+}
+
+/// Hands a job its result. A reply that panics (a bug in the element that queued it) must not
+/// end the thread every element sharing the session depends on, nor cost the other jobs of the
+/// batch their results; the panic is reported by the default hook and goes no further.
+fn deliver(reply: Reply, result: Result<BatchOutput, ModelError>) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || reply(result)));
 }
 
 #[cfg(test)]
