@@ -8,10 +8,10 @@ import pytest
 import convert_yamnet
 import yamnet_reference as ref
 
-# Measured at commit time on the 80 clips (512 windows): top-1 0.859, float top-1 within the
-# int8 top-5 0.984, top-5 sets overlapping 0.862. The bounds sit a little below, so a worse
-# calibration fails. The issue asks top-1 >= 0.90; static post-training int8 did not reach it.
-TOP1_AT_LEAST = 0.84
+# Measured at commit time on the 80 clips (512 windows): top-1 0.875, float top-1 within the
+# int8 top-5 0.988, top-5 sets overlapping 0.871; without the bias correction top-1 was 0.859,
+# which the bound rejects. The issue asks top-1 >= 0.90; post-training int8 did not reach it.
+TOP1_AT_LEAST = 0.865
 FLOAT_TOP1_IN_INT8_TOP5_AT_LEAST = 0.97
 
 
