@@ -306,39 +306,48 @@ fn cuda_requested_without_a_gpu_runs_on_the_cpu_and_says_so() {
     assert!(results > 0, "still tags on the CPU");
 }
 
-#[test]
-fn latency_query_adds_the_processing_time() {
+/// The latency the element adds to a live audiotestsrc's, in `mode`.
+fn added_latency(mode: &str) -> gst::ClockTime {
     common::init();
-    let pipeline =
-        gst::parse::launch("audiotestsrc name=src is-live=true ! audiotagger name=t ! fakesink")
-            .unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "audiotestsrc name=src is-live=true ! audiotagger name=t mode={mode} ! fakesink"
+    ))
+    .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let _ = pipeline.state(gst::ClockTime::from_seconds(10));
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let mut upstream = gst::query::Latency::new();
-    assert!(
-        bin.by_name("src")
-            .unwrap()
-            .static_pad("src")
-            .unwrap()
-            .query(&mut upstream)
-    );
-    let mut with = gst::query::Latency::new();
-    assert!(
-        bin.by_name("t")
-            .unwrap()
-            .static_pad("src")
-            .unwrap()
-            .query(&mut with)
-    );
+    let query = |name: &str| {
+        let mut q = gst::query::Latency::new();
+        assert!(
+            bin.by_name(name)
+                .unwrap()
+                .static_pad("src")
+                .unwrap()
+                .query(&mut q)
+        );
+        q.result()
+    };
+    let (upstream, with) = (query("src"), query("t"));
     pipeline.set_state(gst::State::Null).unwrap();
-    let (live, min, _) = with.result();
-    assert!(live);
-    let added = min - upstream.result().1;
-    assert!(
-        added >= gst::ClockTime::from_mseconds(1) && added < gst::ClockTime::from_mseconds(500),
-        "added {added}"
-    );
+    assert!(with.0, "still live");
+    with.1 - upstream.1
+}
+
+#[test]
+fn latency_query_adds_the_processing_time() {
+    // Queued mode waits when its queue is full, as blocking mode does for every window.
+    for mode in ["blocking", "queued"] {
+        let added = added_latency(mode);
+        assert!(
+            added >= gst::ClockTime::from_mseconds(1) && added < gst::ClockTime::from_mseconds(500),
+            "{mode}: added {added}"
+        );
+    }
+}
+
+#[test]
+fn live_mode_adds_no_latency_since_it_never_waits_for_the_model() {
+    assert_eq!(added_latency("live"), gst::ClockTime::ZERO);
 }
 
 #[test]

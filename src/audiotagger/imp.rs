@@ -757,8 +757,13 @@ impl BaseTransformImpl for AudioTagger {
             }
             let (live, min, max) = q.result();
             // Audio is never held back; what the element adds is the inference that runs in the
-            // streaming thread when a buffer completes a window.
-            let ours = *self.processing_latency.lock().unwrap();
+            // streaming thread when a buffer completes a window. In live mode the streaming
+            // thread never waits for the model, so a sink need not wait for it either. Queued
+            // mode waits when its queue is full, so it keeps the blocking figure.
+            let ours = match self.settings.lock().unwrap().mode {
+                Mode::Live => gst::ClockTime::ZERO,
+                Mode::Blocking | Mode::Queued => *self.processing_latency.lock().unwrap(),
+            };
             gst::debug!(
                 CAT,
                 imp = self,
