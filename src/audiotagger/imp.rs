@@ -1034,7 +1034,7 @@ impl AudioTagger {
             // Live streams must not wait for their next buffer to hear of a gunshot: the
             // inference thread reports the results itself when the element is not busy.
             let element = (settings.mode == Mode::Live).then(|| self.obj().downgrade());
-            shared.submit(Job {
+            let job = Job {
                 features,
                 windows: batch,
                 embeddings: settings.embeddings,
@@ -1046,7 +1046,11 @@ impl AudioTagger {
                         imp.catch_panic(|| imp.collect_on_inference_thread());
                     }
                 }),
-            });
+            };
+            match settings.mode {
+                Mode::Blocking => shared.run_here_or_submit(job),
+                Mode::Queued | Mode::Live => shared.submit(job),
+            }
             rx
         });
         state.in_model += batch;

@@ -7,11 +7,12 @@
 //! element taking the session's lock for its own window, elements queue their windows here; the
 //! thread takes everything waiting (up to `max_batch` windows) as one batch whenever it is free.
 //! No job waits for a batch to fill: the wait is bounded by the one run in progress, and a
-//! single stream sees no extra delay beyond a thread hand-off.
+//! single stream sees no extra delay beyond a thread hand-off, or none at all when its caller
+//! runs an idle session itself (`run_here_or_submit`).
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 
 use super::session::{BatchOutput, ModelError, ModelSession};
@@ -48,6 +49,7 @@ impl Inner {
 
 pub struct Batcher {
     inner: Arc<Inner>,
+    session: Arc<Mutex<ModelSession>>,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -61,13 +63,14 @@ impl Batcher {
             max_batch: max_batch.max(1),
         });
         let worker = {
-            let inner = inner.clone();
+            let (inner, session) = (inner.clone(), session.clone());
             std::thread::Builder::new()
                 .name("audiotagger-infer".into())
                 .spawn(move || run(&inner, &session))?
         };
         Ok(Self {
             inner,
+            session,
             worker: Some(worker),
         })
     }
@@ -75,6 +78,29 @@ impl Batcher {
     pub fn submit(&self, job: Job) {
         self.inner.queue().jobs.push_back(job);
         self.inner.wake.notify_one();
+    }
+
+    /// Runs `job` on the calling thread, which is going to wait for it anyway, when nothing is
+    /// queued and the session is free; otherwise queues it like [`Batcher::submit`]. There is
+    /// then nothing to batch it with, and handing it to the inference thread would only cost
+    /// two thread wake-ups per run. The queue stays locked until the session is, so a job
+    /// queued meanwhile waits for this run as it would for the inference thread's.
+    pub fn run_here_or_submit(&self, job: Job) {
+        let queue = self.inner.queue();
+        if queue.jobs.is_empty() {
+            let session = match self.session.try_lock() {
+                Ok(session) => Some(session),
+                Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(session) = session {
+                drop(queue);
+                run_locked(session, vec![job]);
+                return;
+            }
+        }
+        drop(queue);
+        self.submit(job);
     }
 }
 
@@ -124,6 +150,11 @@ fn take_batch(queue: &mut VecDeque<Job>, max_batch: usize) -> Vec<Job> {
 }
 
 fn run_batch(session: &Mutex<ModelSession>, jobs: Vec<Job>) {
+    run_locked(session.lock().unwrap_or_else(|e| e.into_inner()), jobs);
+}
+
+/// Runs `jobs` as one batch, then releases the session before handing out the results.
+fn run_locked(mut session: MutexGuard<'_, ModelSession>, jobs: Vec<Job>) {
     let total: usize = jobs.iter().map(|j| j.windows).sum();
     let embeddings = jobs.iter().any(|j| j.embeddings);
     // A job alone (the usual case for one stream) runs on its own features, uncopied.
@@ -134,10 +165,8 @@ fn run_batch(session: &Mutex<ModelSession>, jobs: Vec<Job>) {
             .flat_map(|j| j.features.iter().copied())
             .collect(),
     };
-    let result = session
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .run(&features, total, embeddings);
+    let result = session.run(&features, total, embeddings);
+    drop(session);
     match result {
         Ok(out) => {
             let classes = out.scores.len() / total.max(1);

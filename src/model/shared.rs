@@ -51,6 +51,12 @@ impl SharedModel {
     pub fn submit(&self, job: Job) {
         self.batcher.submit(job);
     }
+
+    /// For a caller that waits for the result: runs it at once on the calling thread if the
+    /// session is idle, else queues it (see [`Batcher::run_here_or_submit`]).
+    pub fn run_here_or_submit(&self, job: Job) {
+        self.batcher.run_here_or_submit(job);
+    }
 }
 
 type Key = (PathBuf, SessionOptions);
