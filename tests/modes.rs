@@ -227,6 +227,7 @@ fn a_panicking_reply_leaves_the_inference_thread_serving_others() {
         provider: gstaudiotagger::model::Provider::Cpu,
         device_id: 0,
         threads: 1,
+        ..Default::default()
     };
     let shared = gstaudiotagger::model::shared::get(&model, &options).unwrap();
     let window: usize = shared

@@ -673,6 +673,7 @@ impl BaseTransformImpl for AudioTagger {
             provider: settings.provider.into(),
             device_id: settings.device_id,
             threads: settings.threads,
+            ..Default::default()
         };
         let shared = model::shared::get(&settings.model, &options)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{e}")))?;

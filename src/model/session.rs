@@ -176,6 +176,9 @@ impl ModelSession {
                     .with_intra_threads(options.threads as usize)
                     .map_err(|e| load_err(&e))?;
             }
+            if !options.spinning {
+                b = b.with_intra_op_spinning(false).map_err(|e| load_err(&e))?;
+            }
             Ok(b)
         };
         let mut reasons = Vec::new();
