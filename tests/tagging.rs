@@ -153,18 +153,12 @@ fn meta_is_attached_to_the_buffer_that_completes_each_window() {
 #[test]
 fn meta_survives_audioconvert_and_audioresample() {
     common::init();
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, sink) = common::launch_to_appsink(&format!(
         "filesrc location=\"{}\" ! decodebin ! audioconvert ! audiotagger post-messages=false ! audioconvert ! audioresample ! audio/x-raw,rate=8000,format=S16LE ! appsink name=sink sync=false",
-        common::shared_audio().join("speech__librispeech__1.wav").display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+        common::shared_audio()
+            .join("speech__librispeech__1.wav")
+            .display()
+    ));
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut found = Vec::new();
     while let Ok(sample) = sink.pull_sample() {

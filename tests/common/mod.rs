@@ -141,21 +141,27 @@ pub fn window_messages(
     out
 }
 
-/// `path` decoded, downmixed and resampled by GStreamer itself to F32 at `rate` × `channels`.
-pub fn decode_f32(path: &Path, rate: i32, channels: i32) -> Vec<f32> {
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audioresample ! \
-         audio/x-raw,format=F32LE,rate={rate},channels={channels} ! appsink name=out sync=false",
-        path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+/// The pipeline `description`, which ends in an `appsink name=sink`, and that sink.
+pub fn launch_to_appsink(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     let sink = pipeline
-        .by_name("out")
+        .by_name("sink")
         .unwrap()
         .downcast::<gst_app::AppSink>()
         .unwrap();
+    (pipeline, sink)
+}
+
+/// `path` decoded, downmixed and resampled by GStreamer itself to F32 at `rate` × `channels`.
+pub fn decode_f32(path: &Path, rate: i32, channels: i32) -> Vec<f32> {
+    let (pipeline, sink) = launch_to_appsink(&format!(
+        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audioresample ! \
+         audio/x-raw,format=F32LE,rate={rate},channels={channels} ! appsink name=sink sync=false",
+        path.display()
+    ));
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut out = Vec::new();
     while let Ok(sample) = sink.pull_sample() {
