@@ -74,11 +74,14 @@ fn main() {
     println!("\n== Python reference: official TF-Lite YAMNet (ai-edge-litert), hop 0.48 s");
     let mut reference = 0.0;
     for threads in [1, 2] {
-        let runs: Vec<f64> = (0..ROUNDS)
-            .map(|_| python_reference(root, &raw, threads).0)
-            .collect();
+        let (runs, counts): (Vec<f64>, Vec<u64>) = (0..ROUNDS)
+            .map(|_| python_reference(root, &raw, threads))
+            .unzip();
         let rate = median(&runs);
-        println!("threads {threads}: {rate:.0} windows/s (median of {ROUNDS}: {runs:.0?})");
+        println!(
+            "threads {threads}: {rate:.0} windows/s (median of {ROUNDS}: {runs:.0?}; {} windows)",
+            counts[0]
+        );
         reference = f64::max(reference, rate);
     }
 
