@@ -209,8 +209,6 @@ pub struct Frontend {
     samples_base: u64,
     samples_total: u64,
     next_window: u64,
-    mono: Vec<f32>,
-    resampled: Vec<f32>,
     non_finite: u64,
 }
 
@@ -242,8 +240,6 @@ impl Frontend {
             samples_base: 0,
             samples_total: 0,
             next_window: 0,
-            mono: Vec::new(),
-            resampled: Vec::new(),
             non_finite: 0,
         })
     }
@@ -269,20 +265,20 @@ impl Frontend {
 
     /// Feeds interleaved input; appends every window it completes to `out`.
     pub fn push<S: Sample>(&mut self, interleaved: &[S], out: &mut Vec<Window>) {
-        let mut mono = std::mem::take(&mut self.mono);
-        mono.clear();
-        self.non_finite += downmix::downmix_into(interleaved, self.channels, &mut mono) as u64;
+        // The mono signal goes straight into the resampler's input, and the resampler writes
+        // straight into `samples`: no intermediate copies.
+        let (before, channels) = (self.samples.len(), self.channels);
+        let mut non_finite = 0;
         match self.resampler.as_mut() {
-            Some(r) => {
-                let mut resampled = std::mem::take(&mut self.resampled);
-                resampled.clear();
-                r.process(&mono, &mut resampled);
-                self.push_model_rate(&resampled, out);
-                self.resampled = resampled;
-            }
-            None => self.push_model_rate(&mono, out),
+            Some(r) => r.process_with(
+                |input| non_finite = downmix::downmix_into(interleaved, channels, input),
+                &mut self.samples,
+            ),
+            None => non_finite = downmix::downmix_into(interleaved, channels, &mut self.samples),
         }
-        self.mono = mono;
+        self.non_finite += non_finite as u64;
+        self.samples_total += (self.samples.len() - before) as u64;
+        self.emit_windows(out);
     }
 
     /// Ends the stream: drains the resampler and, if samples are left that no complete window
@@ -315,6 +311,11 @@ impl Frontend {
     fn push_model_rate(&mut self, samples: &[f32], out: &mut Vec<Window>) {
         self.samples.extend_from_slice(samples);
         self.samples_total += samples.len() as u64;
+        self.emit_windows(out);
+    }
+
+    /// Computes the frames and windows that the samples received so far complete.
+    fn emit_windows(&mut self, out: &mut Vec<Window>) {
         let hop = self.config.hop_samples as u64;
         let window = self.config.window_samples;
         let end = self.samples_base + self.samples.len() as u64;
@@ -392,11 +393,17 @@ impl Frontend {
     }
 
     /// Drops samples before model-rate position `pos`, which no future frame or window needs.
+    ///
+    /// Only once they are at least half the buffer: dropping them at every push moved the
+    /// window's worth of live samples each time, 9 % of the 48 kHz front-end's time; this way
+    /// each sample is moved at most once on average.
     fn trim_samples(&mut self, pos: u64) {
         if pos > self.samples_base {
             let drop = ((pos - self.samples_base) as usize).min(self.samples.len());
-            self.samples.drain(..drop);
-            self.samples_base += drop as u64;
+            if drop * 2 >= self.samples.len() {
+                self.samples.drain(..drop);
+                self.samples_base += drop as u64;
+            }
         }
     }
 }

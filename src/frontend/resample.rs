@@ -25,14 +25,20 @@ fn block_size(input_rate: u32, output_rate: u32) -> usize {
     unit_in * MIN_BLOCK_OUT.div_ceil(unit_out).next_power_of_two()
 }
 
+/// Consumed input blocks kept before the buffer is compacted: moving what is left (less than a
+/// block) once every few blocks instead of copying all input into the buffer.
+const COMPACT_AFTER_BLOCKS: usize = 4;
+
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
 pub struct StreamResampler {
     inner: Fft<f32>,
+    /// Input not yet resampled starts at `pending[read..]`; the consumed part before it is
+    /// dropped only every few blocks, so a sample is rarely moved after it is written.
     pending: Vec<f32>,
-    chunk_out: Vec<f32>,
+    read: usize,
     /// Output frames still to drop: the resampler's own start-up delay.
     skip: usize,
     input_rate: u32,
@@ -54,11 +60,10 @@ impl StreamResampler {
         )
         .map_err(|e| format!("cannot resample {input_rate} Hz to {output_rate} Hz: {e}"))?;
         let skip = inner.output_delay();
-        let chunk_out = vec![0.0; inner.output_frames_max()];
         Ok(Self {
             inner,
             pending: Vec::new(),
-            chunk_out,
+            read: 0,
             skip,
             input_rate,
             output_rate,
@@ -68,27 +73,28 @@ impl StreamResampler {
     }
 
     /// Resamples `input`, appending every output frame that is complete to `out`.
-    pub fn process(&mut self, mut input: &[f32], out: &mut Vec<f32>) {
-        self.frames_in += input.len() as u64;
+    pub fn process(&mut self, input: &[f32], out: &mut Vec<f32>) {
+        self.process_with(|pending| pending.extend_from_slice(input), out);
+    }
+
+    /// Like [`process`](Self::process), but `append` writes the new input into the resampler's
+    /// own buffer: the front-end downmixes straight into it instead of copying a mono buffer.
+    pub fn process_with(&mut self, append: impl FnOnce(&mut Vec<f32>), out: &mut Vec<f32>) {
+        let before = self.pending.len();
+        append(&mut self.pending);
+        self.frames_in += (self.pending.len() - before) as u64;
         let block = self.inner.input_frames_next();
-        if !self.pending.is_empty() {
-            let take = (block - self.pending.len()).min(input.len());
-            self.pending.extend_from_slice(&input[..take]);
-            input = &input[take..];
-            if self.pending.len() < block {
-                return;
-            }
-            let pending = std::mem::take(&mut self.pending);
-            self.run_block(&pending, block, out);
-            self.pending = pending;
-            self.pending.clear();
-        }
-        // Whole blocks straight from the caller's buffer; only the remainder is kept.
-        let mut blocks = input.chunks_exact(block);
+        let pending = std::mem::take(&mut self.pending);
+        let mut blocks = pending[self.read..].chunks_exact(block);
         for b in &mut blocks {
             self.run_block(b, block, out);
+            self.read += block;
         }
-        self.pending.extend_from_slice(blocks.remainder());
+        self.pending = pending;
+        if self.read >= COMPACT_AFTER_BLOCKS * block {
+            self.pending.drain(..self.read);
+            self.read = 0;
+        }
     }
 
     /// Ends the stream: pushes silence through until every input frame has its output frames.
@@ -96,7 +102,8 @@ impl StreamResampler {
         let expected = self.expected_output(self.frames_in);
         let block = self.inner.input_frames_next();
         let pending = std::mem::take(&mut self.pending);
-        self.run_block(&pending, block, out);
+        self.run_block(&pending[self.read..], block, out);
+        self.read = 0;
         while self.frames_out < expected {
             self.run_block(&[], block, out);
         }
@@ -109,21 +116,27 @@ impl StreamResampler {
         (frames_in as u128 * self.output_rate as u128 / self.input_rate as u128) as u64
     }
 
-    /// Runs one block; `input` shorter than `block` is padded with silence by rubato.
+    /// Runs one block straight into the end of `out`; `input` shorter than `block` is padded
+    /// with silence by rubato.
     fn run_block(&mut self, input: &[f32], block: usize, out: &mut Vec<f32>) {
         let available = input.len();
         let input = InterleavedSlice::new(input, 1, available).expect("slice length matches");
-        let frames = self.chunk_out.len();
-        let mut output = InterleavedSlice::new_mut(&mut self.chunk_out, 1, frames)
+        let start = out.len();
+        let frames = self.inner.output_frames_max();
+        out.resize(start + frames, 0.0);
+        let mut output = InterleavedSlice::new_mut(&mut out[start..], 1, frames)
             .expect("sized by output_frames_max");
         let partial = rubato::Indexing::new().partial_len(available);
         let (_, produced) = self
             .inner
             .process_into_buffer(&input, &mut output, (available < block).then_some(&partial))
             .expect("buffers sized from the resampler's own limits");
+        out.truncate(start + produced);
         let dropped = self.skip.min(produced);
-        self.skip -= dropped;
-        out.extend_from_slice(&self.chunk_out[dropped..produced]);
+        if dropped > 0 {
+            self.skip -= dropped;
+            out.drain(start..start + dropped);
+        }
         self.frames_out += (produced - dropped) as u64;
     }
 }
