@@ -9,6 +9,7 @@
 //! its first sample, which maps back to stream time exactly (see [`StreamResampler`]).
 
 pub mod downmix;
+pub mod fft_resampler;
 pub mod mel;
 pub mod resample;
 

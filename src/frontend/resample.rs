@@ -2,27 +2,26 @@
 
 //! Streaming band-limited resampling of one mono channel to the model's rate.
 //!
-//! rubato's FFT resampler works on fixed chunks and delays its output by a fixed number of
+//! The FFT resampler works on fixed blocks and delays its output by a fixed number of
 //! frames. This wrapper hides both: any amount of input can be pushed, and output frame `n`
 //! always corresponds to input time `n / output_rate`, so windows get sample-exact timestamps
 //! and nothing drifts however long the stream runs (the ratio is exact, in integer chunks).
 
-use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler};
+use super::fft_resampler::FftResampler;
 
 /// Output frames per FFT block, at least. The output block sets the anti-aliasing filter's
-/// transition width: rubato's default (~256-frame sub-blocks) starts attenuating at 6 kHz for
-/// 48 kHz input, dulling the 7-7.5 kHz band YAMNet's top mel bands need; 512 keeps the
+/// transition width: 256-frame blocks start attenuating at 6 kHz for 48 kHz input, dulling the 7-7.5 kHz band YAMNet's top mel bands need; 512 keeps the
 /// passband flat to 7.5 kHz for every input rate (tested in `passband_reaches_the_top_mel_band`).
 const MIN_BLOCK_OUT: usize = 512;
 
-/// Input frames per block: a power-of-two number of the smallest whole-ratio blocks, so both
-/// FFT sizes factor into small primes (3·512 in, 512 out for 48 kHz; a size such as 3·683
-/// makes rustfft fall back to algorithms ten times slower).
-fn block_size(input_rate: u32, output_rate: u32) -> usize {
+/// Input and output frames per block: a power-of-two number of the smallest whole-ratio
+/// blocks, so both FFT sizes factor into small primes (3·512 in, 512 out for 48 kHz; a size
+/// such as 3·683 makes rustfft fall back to algorithms ten times slower).
+fn block_sizes(input_rate: u32, output_rate: u32) -> (usize, usize) {
     let g = gcd(input_rate, output_rate);
     let (unit_in, unit_out) = ((input_rate / g) as usize, (output_rate / g) as usize);
-    unit_in * MIN_BLOCK_OUT.div_ceil(unit_out).next_power_of_two()
+    let units = MIN_BLOCK_OUT.div_ceil(unit_out).next_power_of_two();
+    (unit_in * units, unit_out * units)
 }
 
 /// Consumed input blocks kept before the buffer is compacted: moving what is left (less than a
@@ -34,7 +33,7 @@ fn gcd(a: u32, b: u32) -> u32 {
 }
 
 pub struct StreamResampler {
-    inner: Fft<f32>,
+    inner: FftResampler,
     /// Input not yet resampled starts at `pending[read..]`; the consumed part before it is
     /// dropped only every few blocks, so a sample is rarely moved after it is written.
     pending: Vec<f32>,
@@ -49,17 +48,14 @@ pub struct StreamResampler {
 
 impl StreamResampler {
     pub fn new(input_rate: u32, output_rate: u32) -> Result<Self, String> {
-        let inner = Fft::<f32>::new_custom(
-            input_rate as usize,
-            output_rate as usize,
-            block_size(input_rate, output_rate),
-            1,
-            1,
-            rubato::WindowFunction::BlackmanHarris2,
-            FixedSync::Input,
-        )
-        .map_err(|e| format!("cannot resample {input_rate} Hz to {output_rate} Hz: {e}"))?;
-        let skip = inner.output_delay();
+        if input_rate == 0 || output_rate == 0 {
+            return Err(format!(
+                "cannot resample {input_rate} Hz to {output_rate} Hz: rates must be positive"
+            ));
+        }
+        let (block_in, block_out) = block_sizes(input_rate, output_rate);
+        let inner = FftResampler::new(block_in, block_out);
+        let skip = inner.delay();
         Ok(Self {
             inner,
             pending: Vec::new(),
@@ -83,11 +79,11 @@ impl StreamResampler {
         let before = self.pending.len();
         append(&mut self.pending);
         self.frames_in += (self.pending.len() - before) as u64;
-        let block = self.inner.input_frames_next();
+        let block = self.inner.block_in();
         let pending = std::mem::take(&mut self.pending);
         let mut blocks = pending[self.read..].chunks_exact(block);
         for b in &mut blocks {
-            self.run_block(b, block, out);
+            self.run_block(b, out);
             self.read += block;
         }
         self.pending = pending;
@@ -100,12 +96,11 @@ impl StreamResampler {
     /// Ends the stream: pushes silence through until every input frame has its output frames.
     pub fn flush(&mut self, out: &mut Vec<f32>) {
         let expected = self.expected_output(self.frames_in);
-        let block = self.inner.input_frames_next();
         let pending = std::mem::take(&mut self.pending);
-        self.run_block(&pending[self.read..], block, out);
+        self.run_block(&pending[self.read..], out);
         self.read = 0;
         while self.frames_out < expected {
-            self.run_block(&[], block, out);
+            self.run_block(&[], out);
         }
         out.truncate(out.len() - (self.frames_out - expected) as usize);
         self.frames_out = expected;
@@ -116,22 +111,13 @@ impl StreamResampler {
         (frames_in as u128 * self.output_rate as u128 / self.input_rate as u128) as u64
     }
 
-    /// Runs one block straight into the end of `out`; `input` shorter than `block` is padded
-    /// with silence by rubato.
-    fn run_block(&mut self, input: &[f32], block: usize, out: &mut Vec<f32>) {
-        let available = input.len();
-        let input = InterleavedSlice::new(input, 1, available).expect("slice length matches");
+    /// Runs one block straight into the end of `out`; `input` shorter than a block is padded
+    /// with silence.
+    fn run_block(&mut self, input: &[f32], out: &mut Vec<f32>) {
         let start = out.len();
-        let frames = self.inner.output_frames_max();
-        out.resize(start + frames, 0.0);
-        let mut output = InterleavedSlice::new_mut(&mut out[start..], 1, frames)
-            .expect("sized by output_frames_max");
-        let partial = rubato::Indexing::new().partial_len(available);
-        let (_, produced) = self
-            .inner
-            .process_into_buffer(&input, &mut output, (available < block).then_some(&partial))
-            .expect("buffers sized from the resampler's own limits");
-        out.truncate(start + produced);
+        let produced = self.inner.block_out();
+        out.resize(start + produced, 0.0);
+        self.inner.process(input, &mut out[start..]);
         let dropped = self.skip.min(produced);
         if dropped > 0 {
             self.skip -= dropped;
