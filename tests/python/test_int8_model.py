@@ -8,10 +8,11 @@ import pytest
 import convert_yamnet
 import yamnet_reference as ref
 
-# Measured at commit time on the 80 clips (512 windows): top-1 0.875, float top-1 within the
-# int8 top-5 0.988, top-5 sets overlapping 0.871; without the bias correction top-1 was 0.859,
-# which the bound rejects. The issue asks top-1 >= 0.90; post-training int8 did not reach it.
-TOP1_AT_LEAST = 0.865
+# Measured at commit time on the 80 clips (512 windows): top-1 0.908, float top-1 within the
+# int8 top-5 0.984, top-5 sets overlapping 0.883. Without GPTQ rounding top-1 was 0.875, which
+# the bound rejects; it sits half a point under the measured figure so that a machine whose
+# float sums round a few weights the other way does not fail it.
+TOP1_AT_LEAST = 0.895
 FLOAT_TOP1_IN_INT8_TOP5_AT_LEAST = 0.97
 
 
