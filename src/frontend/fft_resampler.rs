@@ -134,7 +134,7 @@ impl FftResampler {
             time_out: vec![Complex32::default(); block_out],
             overlap: vec![0.0; block_out],
             scratch: vec![Complex32::default(); scratch_len],
-            avx2: super::mel::has_avx2_fma(),
+            avx2: super::has_avx2_fma(),
         }
     }
 

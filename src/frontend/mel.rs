@@ -198,7 +198,7 @@ impl LogMel {
             scratch: vec![Complex64::default(); fft.get_inplace_scratch_len()],
             fft,
             params,
-            avx2: has_avx2_fma(),
+            avx2: super::has_avx2_fma(),
         })
     }
 
@@ -274,17 +274,6 @@ impl LogMel {
         for o in out.iter_mut() {
             *o = ln(*o);
         }
-    }
-}
-
-pub(crate) fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

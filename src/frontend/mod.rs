@@ -17,6 +17,19 @@ pub use downmix::Sample;
 pub use mel::{LogMel, MelParams};
 pub use resample::StreamResampler;
 
+/// Whether the hot loops' AVX2 builds can run here. They are the portable code compiled with
+/// more lanes, chosen at run time, so one plugin binary serves every x86-64 CPU.
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// What the model takes as input.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InputKind {
