@@ -409,6 +409,26 @@ def quantize_int8(float_model: Path, output: Path, patches: np.ndarray) -> dict:
             "bytes": output.stat().st_size}
 
 
+def gptq_codes(w: np.ndarray, h: np.ndarray, scale: np.ndarray, limit: int) -> np.ndarray:
+    """GPTQ's rounding of w [rows, d] to codes in [-limit, limit] times `scale` [rows], column by
+    column, for the input Hessian h [d, d] (shared by the rows) or [rows, d, d] (one per row)."""
+    w = w.copy()
+    d = w.shape[-1]
+    diag = np.diagonal(h, axis1=-2, axis2=-1)
+    # Inputs that are always zero (dead channels) constrain nothing; 1% damping as in GPTQ.
+    h = h + np.eye(d) * (diag == 0)[..., None, :]
+    damp = 0.01 * np.mean(np.diagonal(h, axis1=-2, axis2=-1), axis=-1, keepdims=True)
+    h = h + damp[..., None] * np.eye(d)
+    # Upper Cholesky factor of H⁻¹: row j holds how rounding column j moves the later ones.
+    u = np.linalg.cholesky(np.linalg.inv(h)).swapaxes(-1, -2)
+    codes = np.zeros(w.shape, np.int64)
+    for j in range(d):
+        codes[:, j] = np.clip(np.round(w[:, j] / scale), -limit, limit)
+        err = (w[:, j] - codes[:, j] * scale) / u[..., j, j]
+        w[:, j + 1:] -= err[:, None] * u[..., j, j + 1:]
+    return codes
+
+
 def gptq_round(qdq: onnx.ModelProto, float_model: Path, patches: np.ndarray) -> int:
     """GPTQ (Frantar et al. 2022, after Optimal Brain Quantization): rounds each convolution's
     weights to their int8 codes one input column at a time, moving the rounding error of each
@@ -453,24 +473,6 @@ def gptq_round(qdq: onnx.ModelProto, float_model: Path, patches: np.ndarray) -> 
                 h = cols @ cols.T
             hessians[node.name] = hessians.get(node.name, 0) + h
 
-    def gptq(w: np.ndarray, h: np.ndarray, scale: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        """w [rows, d], h [d, d] or [rows, d, d], scale [rows]: the codes, rounded in order."""
-        w = w.copy()
-        d = w.shape[-1]
-        diag = np.diagonal(h, axis1=-2, axis2=-1)
-        # Inputs that are always zero (dead channels) constrain nothing; 1% damping as in GPTQ.
-        h = h + np.eye(d) * (diag == 0)[..., None, :]
-        damp = 0.01 * np.mean(np.diagonal(h, axis1=-2, axis2=-1), axis=-1, keepdims=True)
-        h = h + damp[..., None] * np.eye(d)
-        # Upper Cholesky factor of H⁻¹: row j holds how rounding column j moves the later ones.
-        u = np.linalg.cholesky(np.linalg.inv(h)).swapaxes(-1, -2)
-        codes = np.zeros(w.shape, np.int64)
-        for j in range(d):
-            codes[:, j] = np.clip(np.round(w[:, j] / scale), lo, hi)
-            err = (w[:, j] - codes[:, j] * scale) / u[..., j, j]
-            w[:, j + 1:] -= err[:, None] * u[..., j, j + 1:]
-        return codes
-
     for node in convs:
         q = inits[node.input[1] + "_quantized"]
         codes = numpy_helper.to_array(q)
@@ -480,7 +482,7 @@ def gptq_round(qdq: onnx.ModelProto, float_model: Path, patches: np.ndarray) -> 
         # Symmetric scales put each channel's largest weight at the end of the code range (±64
         # for 7-bit weights), so the codes quantize_static wrote span the range to keep.
         limit = int(np.abs(codes).max())
-        new = gptq(rows, hessians[node.name], scale, -limit, limit).reshape(codes.shape)
+        new = gptq_codes(rows, hessians[node.name], scale, limit).reshape(codes.shape)
         q.CopyFrom(numpy_helper.from_array(new.astype(codes.dtype), q.name))
     return len(convs)
 
