@@ -407,17 +407,11 @@ impl Frontend {
     }
 
     /// Drops samples before model-rate position `pos`, which no future frame or window needs.
-    ///
-    /// Only once they are at least half the buffer: dropping them at every push moved the
-    /// window's worth of live samples each time, 9 % of the 48 kHz front-end's time; this way
-    /// each sample is moved at most once on average.
     fn trim_samples(&mut self, pos: u64) {
         if pos > self.samples_base {
             let drop = ((pos - self.samples_base) as usize).min(self.samples.len());
-            if drop * 2 >= self.samples.len() {
-                self.samples.drain(..drop);
-                self.samples_base += drop as u64;
-            }
+            self.samples.drain(..drop);
+            self.samples_base += drop as u64;
         }
     }
 }

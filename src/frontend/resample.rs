@@ -10,8 +10,9 @@
 use super::fft_resampler::FftResampler;
 
 /// Output frames per FFT block, at least. The output block sets the anti-aliasing filter's
-/// transition width: 256-frame blocks start attenuating at 6 kHz for 48 kHz input, dulling the 7-7.5 kHz band YAMNet's top mel bands need; 512 keeps the
-/// passband flat to 7.5 kHz for every input rate (tested in `passband_reaches_the_top_mel_band`).
+/// transition width: 256-frame blocks start attenuating at 6 kHz for 48 kHz input, dulling the
+/// 7-7.5 kHz band YAMNet's top mel bands need; 512 keeps the passband flat to 7.5 kHz for every
+/// input rate (tested in `passband_reaches_the_top_mel_band`).
 const MIN_BLOCK_OUT: usize = 512;
 
 /// Input and output frames per block: a power-of-two number of the smallest whole-ratio
