@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gstaudiotagger::frontend::{Frontend, FrontendConfig, StreamResampler, downmix};
+use gstaudiotagger::frontend::{Frontend, FrontendConfig, Sample, StreamResampler, downmix};
 
 const SECONDS: usize = 10;
 
@@ -44,7 +44,7 @@ fn speech_16k() -> Vec<f32> {
     real.iter().copied().cycle().take(16000 * SECONDS).collect()
 }
 
-fn run_frontend(input: &[f32], rate: u32, channels: usize) -> usize {
+fn run_frontend<S: Sample>(input: &[S], rate: u32, channels: usize) -> usize {
     let mut f = Frontend::new(FrontendConfig::yamnet(), rate, channels).unwrap();
     let mut out = Vec::new();
     for chunk in input.chunks(1024 * channels) {
@@ -58,6 +58,8 @@ fn benches(c: &mut Criterion) {
     let speech = speech_16k();
     let stereo_48k = noise(48000 * 2 * SECONDS, 2);
     let stereo_44k1 = noise(44100 * 2 * SECONDS, 3);
+    // What a WAV file or a broadcast chain delivers.
+    let stereo_48k_s16: Vec<i16> = stereo_48k.iter().map(|&v| (v * 32767.0) as i16).collect();
 
     let mut g = c.benchmark_group("frontend_10s");
     g.sample_size(20);
@@ -81,6 +83,9 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("whole_48k_stereo", |b| {
         b.iter(|| black_box(run_frontend(&stereo_48k, 48000, 2)))
+    });
+    g.bench_function("whole_48k_stereo_s16", |b| {
+        b.iter(|| black_box(run_frontend(&stereo_48k_s16, 48000, 2)))
     });
     g.throughput(Throughput::Elements((44100 * SECONDS) as u64));
     g.bench_function("whole_44k1_stereo", |b| {
