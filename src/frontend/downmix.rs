@@ -57,11 +57,13 @@ pub fn downmix_into<S: Sample>(interleaved: &[S], channels: usize, out: &mut Vec
     // careful second pass.
     match channels {
         1 => out.extend(interleaved.iter().map(|s| s.to_f32())),
-        2 => out.extend(
-            interleaved
-                .chunks_exact(2)
-                .map(|f| (f[0].to_f32() + f[1].to_f32()) * 0.5),
-        ),
+        2 => {
+            // Written in place: `extend` over `chunks_exact(2)` stayed scalar for i16 input.
+            out.resize(start + interleaved.len() / 2, 0.0);
+            for (o, f) in out[start..].iter_mut().zip(interleaved.chunks_exact(2)) {
+                *o = (f[0].to_f32() + f[1].to_f32()) * 0.5;
+            }
+        }
         n => {
             let scale = 1.0 / n as f32;
             out.extend(
