@@ -409,6 +409,23 @@ def quantize_int8(float_model: Path, output: Path, patches: np.ndarray) -> dict:
             "bytes": output.stat().st_size}
 
 
+def tapped_session(model: onnx.ModelProto, names: list[str], optimise: bool = True):
+    """An ONNX Runtime CPU session of `model` that also returns the intermediate tensors `names`.
+    Without `optimise`, Q/DQ pairs run as written (float maths on rounded values) instead of being
+    fused into int8 kernels, so a convolution's output can be read before its requantisation."""
+    import onnxruntime as ort
+
+    tapped = onnx.ModelProto()
+    tapped.CopyFrom(model)
+    have = {o.name for o in tapped.graph.output}
+    tapped.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+                               for n in names if n not in have)
+    options = ort.SessionOptions()
+    if not optimise:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(tapped.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
 def gptq_codes(w: np.ndarray, h: np.ndarray, scale: np.ndarray, limit: int) -> np.ndarray:
     """GPTQ's rounding of w [rows, d] to codes in [-limit, limit] times `scale` [rows], column by
     column, for the input Hessian h [d, d] (shared by the rows) or [rows, d, d] (one per row)."""
@@ -439,21 +456,16 @@ def gptq_round(qdq: onnx.ModelProto, float_model: Path, patches: np.ndarray) -> 
     Measured on ../shared/audio's 512 windows (not calibration data), with bias correction after
     it: top-1 agreement with the float model 0.875 -> 0.908, top-5 overlap 0.871 -> 0.883.
     Rounding the columns with the most input energy first ("act order") gave 0.896."""
-    import onnxruntime as ort
-
     reference = onnx.load(str(float_model))
     inits = {i.name: i for i in qdq.graph.initializer}
     convs = [n for n in reference.graph.node if n.op_type == "Conv" and n.input[1] + "_quantized" in inits]
-    tapped = onnx.ModelProto()
-    tapped.CopyFrom(reference)
+    attributes = {n.name: {a.name: helper.get_attribute_value(a) for a in n.attribute} for n in convs}
     names = sorted({n.input[0] for n in convs})
-    tapped.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
-    session = ort.InferenceSession(tapped.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = tapped_session(reference, names)
     hessians: dict = {}
 
-    def windows(x: np.ndarray, node) -> np.ndarray:
+    def windows(x: np.ndarray, attrs: dict) -> np.ndarray:
         """[taps, batch, channels, out_h, out_w]: the input under each kernel tap."""
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         kh, kw = attrs.get("kernel_shape", [1, 1])
         sh, sw = attrs.get("strides", [1, 1])
         t, l, b, r = attrs.get("pads", [0, 0, 0, 0])
@@ -464,8 +476,8 @@ def gptq_round(qdq: onnx.ModelProto, float_model: Path, patches: np.ndarray) -> 
     for i in range(0, len(patches), 25):
         outs = dict(zip(names, session.run(names, {"log_mel": patches[i:i + 25]})))
         for node in convs:
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            taps = windows(outs[node.input[0]].astype(np.float64), node)
+            attrs = attributes[node.name]
+            taps = windows(outs[node.input[0]].astype(np.float64), attrs)
             if attrs.get("group", 1) > 1:  # depthwise: [channels, taps, taps]
                 h = np.einsum("abcij,dbcij->cad", taps, taps)
             else:  # [channels·taps, channels·taps], in the weight's (c, kh, kw) order
@@ -503,20 +515,8 @@ def correct_biases(qdq: onnx.ModelProto, float_model: Path, patches: np.ndarray)
     Measured on ../shared/audio's 512 windows, before GPTQ rounding was added: top-1 agreement with
     the float model 0.859 -> 0.875, top-5 overlap 0.862 -> 0.871. Returns the number of
     convolutions corrected."""
-    import onnxruntime as ort
-
     def means(model: onnx.ModelProto, names: list[str], optimise: bool) -> list[np.ndarray]:
-        tapped = onnx.ModelProto()
-        tapped.CopyFrom(model)
-        have = {o.name for o in tapped.graph.output}
-        tapped.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
-                                   for n in names if n not in have)
-        options = ort.SessionOptions()
-        if not optimise:
-            # Q/DQ pairs run as written (float maths on rounded values) instead of being fused into
-            # int8 kernels, so every convolution's output can be tapped before its requantisation.
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(tapped.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = tapped_session(model, names, optimise)
         total: list = [0.0] * len(names)
         for i in range(0, len(patches), 50):
             outs = session.run(names, {"log_mel": patches[i:i + 50]})
