@@ -77,6 +77,9 @@ fn queued_and_live_report_what_blocking_reports() {
         &[("mode", "queued")][..],
         &[("mode", "queued"), ("max-queue", "1")],
         &[("mode", "live"), ("max-queue", "10000")],
+        // Two sessions finish batches out of order; the element still reports in order.
+        &[("mode", "queued"), ("sessions", "2")],
+        &[("mode", "live"), ("sessions", "2"), ("max-queue", "10000")],
     ] {
         let (windows, warnings, errors, skipped) = run(props, &audio, rate, block);
         assert!(
@@ -129,6 +132,23 @@ fn live_mode_skips_windows_when_the_queue_is_full_and_says_so() {
 }
 
 #[test]
+fn live_mode_by_default_lets_16_windows_wait() {
+    let (audio, rate) = music();
+    // One buffer of 8 s completes 15 windows, one of 10 s completes 19: only the second is
+    // more than the live default (16) lets wait.
+    for (seconds, skipped) in [(8, 0), (10, 19)] {
+        let mut h = common::tagger_harness(rate as i32, &[("mode", "live")]);
+        let samples = seconds * rate as usize;
+        common::push_checked(&mut h, &audio[..samples], samples, 0, rate);
+        assert_eq!(
+            h.element().unwrap().property::<u64>("windows-skipped"),
+            skipped,
+            "{seconds} s"
+        );
+    }
+}
+
+#[test]
 fn elements_sharing_a_model_get_their_own_results() {
     let (audio, rate) = music();
     let block = rate as usize / 50;
@@ -137,14 +157,20 @@ fn elements_sharing_a_model_get_their_own_results() {
     let references: Vec<_> = (0..8)
         .map(|k| run(&[("mode", "blocking")], &part(k), rate, block).0)
         .collect();
-    // Queued elements always go through the inference thread's batches; concurrent blocking
-    // ones run on their own thread when the session is idle and queue up when it is not.
-    for mode in ["queued", "blocking"] {
+    // Queued elements always go through the inference threads' batches; concurrent blocking
+    // ones run on their own thread when a session is idle and queue up when none is.
+    for (mode, sessions) in [
+        ("queued", "1"),
+        ("blocking", "1"),
+        ("queued", "2"),
+        ("blocking", "2"),
+    ] {
         let runs: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|k| {
                     let audio = part(k);
-                    s.spawn(move || run(&[("mode", mode)], &audio, rate, block))
+                    let props = [("mode", mode), ("sessions", sessions)];
+                    s.spawn(move || run(&props, &audio, rate, block))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -154,12 +180,12 @@ fn elements_sharing_a_model_get_their_own_results() {
         {
             assert!(
                 warnings.is_empty() && errors.is_empty(),
-                "{mode}: {warnings:?} {errors:?}"
+                "{mode}, {sessions} sessions: {warnings:?} {errors:?}"
             );
             let worst = worst_difference(reference, windows);
             assert!(
                 worst < 1e-4,
-                "{mode}, element {k}: scores differ by {worst}"
+                "{mode}, {sessions} sessions, element {k}: scores differ by {worst}"
             );
         }
     }
@@ -218,9 +244,8 @@ fn live_results_are_reported_while_the_stream_lock_is_held() {
     );
 }
 
-#[test]
-fn a_panicking_reply_leaves_the_inference_thread_serving_others() {
-    use gstaudiotagger::model::batcher::Job;
+/// The shared YAMNet with `sessions` single-thread CPU sessions, and the size of one window.
+fn shared_yamnet(sessions: usize) -> (std::sync::Arc<gstaudiotagger::model::SharedModel>, usize) {
     common::init();
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/yamnet.onnx");
     let options = gstaudiotagger::model::SessionOptions {
@@ -229,13 +254,55 @@ fn a_panicking_reply_leaves_the_inference_thread_serving_others() {
         threads: 1,
         ..Default::default()
     };
-    let shared = gstaudiotagger::model::shared::get(&model, &options).unwrap();
-    let window: usize = shared
+    let shared = gstaudiotagger::model::shared::get(&model, &options, sessions).unwrap();
+    let window = shared
         .descriptor()
         .frontend
         .feature_shape()
         .iter()
         .product();
+    (shared, window)
+}
+
+#[test]
+fn two_sessions_run_two_batches_at_once() {
+    use gstaudiotagger::model::batcher::Job;
+    let (shared, window) = shared_yamnet(2);
+    assert_eq!(shared.sessions(), 2);
+    let timeout = std::time::Duration::from_secs(30);
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (second_tx, second) = std::sync::mpsc::channel();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    // The first job's reply holds its inference thread until the second job has run, which
+    // only the other session's thread can do.
+    shared.submit(Job {
+        features: vec![0.0; window],
+        windows: 1,
+        embeddings: false,
+        reply: Box::new(move |r| {
+            started_tx.send(()).unwrap();
+            let other = second.recv_timeout(timeout);
+            done_tx.send((r.is_ok(), other)).unwrap();
+        }),
+    });
+    started.recv_timeout(timeout).unwrap();
+    shared.submit(Job {
+        features: vec![0.0; window],
+        windows: 1,
+        embeddings: false,
+        reply: Box::new(move |r| second_tx.send(r.is_ok()).unwrap()),
+    });
+    assert_eq!(
+        done.recv_timeout(2 * timeout),
+        Ok((true, Ok(true))),
+        "the second batch waited for the first session"
+    );
+}
+
+#[test]
+fn a_panicking_reply_leaves_the_inference_thread_serving_others() {
+    use gstaudiotagger::model::batcher::Job;
+    let (shared, window) = shared_yamnet(1);
     let job = |reply: gstaudiotagger::model::batcher::Reply| Job {
         features: vec![0.0; window],
         windows: 1,

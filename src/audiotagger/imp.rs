@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
-use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
@@ -34,9 +33,12 @@ const DEFAULT_THRESHOLD: f64 = 0.1;
 const DEFAULT_TOP_K: u32 = 5;
 const DEFAULT_SMOOTHING_WINDOWS: u32 = 3;
 const DEFAULT_THREADS: u32 = 1;
-/// Windows one element may have waiting for the model in the queued and live modes: at YAMNet's
-/// 0.48 s hop, almost 8 s of audio.
-const DEFAULT_MAX_QUEUE: u32 = 16;
+const DEFAULT_SESSIONS: u32 = 1;
+/// `max-queue` 0: chosen from the mode and the model's sessions (see [`Settings::max_queue`]).
+const DEFAULT_MAX_QUEUE: u32 = 0;
+/// Windows one live element may have waiting for the model: at YAMNet's 0.48 s hop, almost 8 s
+/// of audio. An overloaded machine then skips windows rather than report ever later.
+const LIVE_MAX_QUEUE: usize = 16;
 /// Below this (the loudest 25 ms of a window, dBFS) a window is reported quiet without running
 /// the model: 16-bit silence and a quiet room's hiss, far below any sound worth a tag.
 const DEFAULT_MIN_LEVEL_DB: f64 = -70.0;
@@ -51,6 +53,7 @@ struct Settings {
     provider: ExecutionProvider,
     device_id: u32,
     threads: u32,
+    sessions: u32,
     hop: gst::ClockTime,
     threshold: f64,
     top_k: u32,
@@ -76,6 +79,17 @@ struct Settings {
 }
 
 impl Settings {
+    /// Windows one element may have in the model. Unset, queued mode allows each session a
+    /// full batch running and one waiting: with less, a stream that runs ahead of the model
+    /// splits into half batches (+3-6 % throughput with full ones, measured in the README).
+    fn max_queue(&self, shared: &SharedModel) -> usize {
+        match (self.max_queue, self.mode) {
+            (0, Mode::Live) => LIVE_MAX_QUEUE,
+            (0, _) => 2 * shared.sessions() * shared.max_batch(),
+            (n, _) => n as usize,
+        }
+    }
+
     fn event_defaults(&self) -> EventDefaults {
         let base = EventDefaults::default();
         EventDefaults {
@@ -109,6 +123,7 @@ impl Default for Settings {
             provider: ExecutionProvider::Cpu,
             device_id: 0,
             threads: DEFAULT_THREADS,
+            sessions: DEFAULT_SESSIONS,
             hop: gst::ClockTime::ZERO,
             threshold: DEFAULT_THRESHOLD,
             top_k: DEFAULT_TOP_K,
@@ -273,11 +288,25 @@ impl ObjectImpl for AudioTagger {
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Inference threads")
                     .blurb(
-                        "ONNX Runtime intra-op threads of the session; 0 = one per core. \
-                         Elements with the same model, provider and threads share one session",
+                        "ONNX Runtime intra-op threads of each session; 0 = one per core. \
+                         Elements with the same model, provider, threads and sessions share \
+                         their sessions",
                     )
                     .maximum(256)
                     .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("sessions")
+                    .nick("Inference sessions")
+                    .blurb(
+                        "ONNX Runtime sessions of the model, each running its own batches on \
+                         its own thread (with `threads` intra-op threads). On a busy CPU, \
+                         sessions=N threads=1 gets more done than one session of N threads: \
+                         a preempted thread then holds up only its own batch",
+                    )
+                    .minimum(1)
+                    .maximum(64)
+                    .default_value(DEFAULT_SESSIONS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("hop")
@@ -469,8 +498,12 @@ impl ObjectImpl for AudioTagger {
                     .build(),
                 glib::ParamSpecUInt::builder("max-queue")
                     .nick("Maximum queue")
-                    .blurb("Windows in flight to the model per element in the queued and live modes")
-                    .minimum(1)
+                    .blurb(
+                        "Windows in flight to the model per element in the queued and live modes. \
+                         0 = automatic: in queued mode enough for every session to run a full \
+                         batch with another waiting (2 x sessions x 16 on the CPU, x 64 on a GPU), \
+                         in live mode 16 (about 8 s of YAMNet's windows)",
+                    )
                     .maximum(10_000)
                     .default_value(DEFAULT_MAX_QUEUE)
                     .mutable_playing()
@@ -516,6 +549,7 @@ impl ObjectImpl for AudioTagger {
             "execution-provider" => s.provider = value.get().expect("type checked upstream"),
             "device-id" => s.device_id = value.get().expect("type checked upstream"),
             "threads" => s.threads = value.get().expect("type checked upstream"),
+            "sessions" => s.sessions = value.get().expect("type checked upstream"),
             "hop" => {
                 s.hop = gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"))
             }
@@ -581,6 +615,7 @@ impl ObjectImpl for AudioTagger {
             "execution-provider" => s.provider.to_value(),
             "device-id" => s.device_id.to_value(),
             "threads" => s.threads.to_value(),
+            "sessions" => s.sessions.to_value(),
             "hop" => s.hop.nseconds().to_value(),
             "threshold" => s.threshold.to_value(),
             "top-k" => s.top_k.to_value(),
@@ -675,7 +710,7 @@ impl BaseTransformImpl for AudioTagger {
             threads: settings.threads,
             ..Default::default()
         };
-        let shared = model::shared::get(&settings.model, &options)
+        let shared = model::shared::get(&settings.model, &options, settings.sessions as usize)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{e}")))?;
         if let Some(reason) = shared.fallback() {
             gst::element_imp_warning!(
@@ -937,14 +972,12 @@ mod bytemuck_like {
     impl_from_le!(i16, i32, f32, f64);
 }
 
-/// Times a warm-up run of one window, which also pays ONNX Runtime's first-run costs before the
-/// stream starts. Twice the measured time, rounded up to a millisecond, is what we report.
+/// Times a warm-up run of one window, which also pays ONNX Runtime's first-run costs on every
+/// session before the stream starts. Twice the measured time, rounded up to a millisecond, is
+/// what we report.
 fn measure_processing_latency(shared: &SharedModel) -> gst::ClockTime {
-    let shape = shared.descriptor().frontend.feature_shape();
-    let features = vec![0.0f32; shape.iter().product()];
-    let started = Instant::now();
-    let _ = shared.lock().run(&features, 1, false);
-    gst::ClockTime::from_mseconds((started.elapsed() * 2).as_millis() as u64 + 1)
+    let took = shared.warm_up();
+    gst::ClockTime::from_mseconds((took * 2).as_millis() as u64 + 1)
 }
 
 impl AudioTagger {
@@ -1024,7 +1057,7 @@ impl AudioTagger {
                 features.append(&mut w.features);
             }
         }
-        let max_queue = settings.max_queue as usize;
+        let max_queue = settings.max_queue(&shared);
         if settings.mode == Mode::Live && batch > 0 && state.in_model + batch > max_queue {
             self.skip(state, windows.len(), max_queue);
             self.collect(state, buf, Wait::Ready);
@@ -1117,7 +1150,7 @@ impl AudioTagger {
                      skipped ({total} so far)"),
                 [
                     "the audio passes on unaffected and `windows-skipped` counts them; run fewer \
-                     streams per machine, the int8 model, more `threads`, or a GPU"
+                     streams per machine, the int8 model, more `sessions`, or a GPU"
                 ]
             );
         }

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! One inference thread per shared session that runs the windows of every element as batches.
+//! One inference thread per session of a shared model, running the windows of every element as
+//! batches.
 //!
 //! A convolutional model on the CPU runs a batch of 8 windows in far less than 8 times one
 //! window's time, and a session serves one run at a time. So with many streams, instead of each
-//! element taking the session's lock for its own window, elements queue their windows here; the
-//! thread takes everything waiting (up to `max_batch` windows) as one batch whenever it is free.
-//! No job waits for a batch to fill: the wait is bounded by the one run in progress, and a
-//! single stream sees no extra delay beyond a thread hand-off, or none at all when its caller
-//! runs an idle session itself (`run_here_or_submit`).
+//! element taking a session's lock for its own window, elements queue their windows here; each
+//! session's thread takes everything waiting (up to `max_batch` windows) as one batch whenever
+//! it is free. No job waits for a batch to fill: the wait is bounded by the runs in progress,
+//! and a single stream sees no extra delay beyond a thread hand-off, or none at all when its
+//! caller runs an idle session itself (`run_here_or_submit`).
+//!
+//! Several sessions of one model run several batches at once. Results can then come back out of
+//! order; every job has its own reply, and elements report in stream order.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -49,30 +53,36 @@ impl Inner {
 
 pub struct Batcher {
     inner: Arc<Inner>,
-    session: Arc<Mutex<ModelSession>>,
-    worker: Option<JoinHandle<()>>,
+    sessions: Vec<Arc<Mutex<ModelSession>>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Batcher {
-    /// Starts the inference thread for `session`. `max_batch` bounds one run's windows (a job
-    /// larger than that still runs, alone).
-    pub fn start(session: Arc<Mutex<ModelSession>>, max_batch: usize) -> std::io::Result<Self> {
+    /// Starts one inference thread for each of `sessions` (at least one), all fed from one
+    /// queue. `max_batch` bounds one run's windows (a job larger than that still runs, alone).
+    pub fn start(
+        sessions: Vec<Arc<Mutex<ModelSession>>>,
+        max_batch: usize,
+    ) -> std::io::Result<Self> {
         let inner = Arc::new(Inner {
             queue: Mutex::default(),
             wake: Condvar::new(),
             max_batch: max_batch.max(1),
         });
-        let worker = {
-            let (inner, session) = (inner.clone(), session.clone());
-            std::thread::Builder::new()
-                .name("audiotagger-infer".into())
-                .spawn(move || run(&inner, &session))?
-        };
-        Ok(Self {
+        let mut batcher = Self {
             inner,
-            session,
-            worker: Some(worker),
-        })
+            sessions,
+            workers: Vec::new(),
+        };
+        for session in &batcher.sessions {
+            let (inner, session) = (batcher.inner.clone(), session.clone());
+            batcher.workers.push(
+                std::thread::Builder::new()
+                    .name("audiotagger-infer".into())
+                    .spawn(move || run(&inner, &session))?,
+            );
+        }
+        Ok(batcher)
     }
 
     pub fn submit(&self, job: Job) {
@@ -81,19 +91,19 @@ impl Batcher {
     }
 
     /// Runs `job` on the calling thread, which is going to wait for it anyway, when nothing is
-    /// queued and the session is free; otherwise queues it like [`Batcher::submit`]. There is
+    /// queued and a session is free; otherwise queues it like [`Batcher::submit`]. There is
     /// then nothing to batch it with, and handing it to the inference thread would only cost
     /// two thread wake-ups per run. The queue stays locked until the session is, so a job
-    /// queued meanwhile waits for this run as it would for the inference thread's.
+    /// queued meanwhile waits for this run as it would for an inference thread's.
     pub fn run_here_or_submit(&self, job: Job) {
         let queue = self.inner.queue();
         if queue.jobs.is_empty() {
-            let session = match self.session.try_lock() {
+            let idle = self.sessions.iter().find_map(|s| match s.try_lock() {
                 Ok(session) => Some(session),
                 Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
                 Err(TryLockError::WouldBlock) => None,
-            };
-            if let Some(session) = session {
+            });
+            if let Some(session) = idle {
                 drop(queue);
                 run_locked(session, vec![job]);
                 return;
@@ -108,13 +118,13 @@ impl Drop for Batcher {
     /// Jobs already queued still run and get their replies; then the thread ends.
     fn drop(&mut self) {
         self.inner.queue().shutdown = true;
-        self.inner.wake.notify_one();
-        // A reply can drop the last reference to an element, and with it this batcher, on the
+        self.inner.wake.notify_all();
+        // A reply can drop the last reference to an element, and with it this batcher, on an
         // inference thread itself; that thread then ends after the reply instead of joining.
-        if let Some(worker) = self.worker.take()
-            && worker.thread().id() != std::thread::current().id()
-        {
-            let _ = worker.join();
+        for worker in self.workers.drain(..) {
+            if worker.thread().id() != std::thread::current().id() {
+                let _ = worker.join();
+            }
         }
     }
 }

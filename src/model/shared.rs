@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! One session per model file and options, shared by every element instance in the process.
+//! One set of sessions per model file and options, shared by every element instance in the
+//! process.
 //!
 //! A YAMNet session holds ~15 MB of weights plus ONNX Runtime's arenas and thread pool; a
-//! server with a hundred streams wants one, not a hundred. Elements hold an `Arc`; the cache
-//! only holds `Weak`s, so a session is freed when its last element stops.
+//! server with a hundred streams wants one per core it gives to inference, not a hundred.
+//! Elements hold an `Arc`; the cache only holds `Weak`s, so the sessions are freed when their
+//! last element stops.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use super::batcher::{Batcher, Job};
 use super::descriptor::ModelDescriptor;
@@ -21,8 +24,9 @@ const CPU_MAX_BATCH: usize = 16;
 const GPU_MAX_BATCH: usize = 64;
 
 pub struct SharedModel {
-    session: Arc<Mutex<ModelSession>>,
-    /// Dropping it lets the queued jobs finish, then ends its thread.
+    sessions: Vec<Arc<Mutex<ModelSession>>>,
+    max_batch: usize,
+    /// Dropping it lets the queued jobs finish, then ends its threads.
     batcher: Batcher,
     descriptor: ModelDescriptor,
     provider: Provider,
@@ -42,9 +46,29 @@ impl SharedModel {
         self.fallback.as_deref()
     }
 
-    /// Exclusive use of the session for one run (ONNX Runtime's `Run` takes `&mut` in `ort`).
-    pub fn lock(&self) -> MutexGuard<'_, ModelSession> {
-        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    /// Sessions running batches side by side.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The most windows one run takes from the queue.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Runs a silent window on every session, as ONNX Runtime's first run of a session pays for
+    /// its allocations; returns how long the first session took.
+    pub fn warm_up(&self) -> Duration {
+        let shape = self.descriptor.frontend.feature_shape();
+        let features = vec![0.0f32; shape.iter().product()];
+        let mut first = None;
+        for session in &self.sessions {
+            let started = Instant::now();
+            let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = session.run(&features, 1, false);
+            first.get_or_insert(started.elapsed());
+        }
+        first.unwrap_or_default()
     }
 
     /// Queues windows for the session's inference thread, batched with every other element's.
@@ -59,39 +83,60 @@ impl SharedModel {
     }
 }
 
-type Key = (PathBuf, SessionOptions);
+type Key = (PathBuf, SessionOptions, usize);
 
 static CACHE: LazyLock<Mutex<HashMap<Key, Weak<SharedModel>>>> = LazyLock::new(Default::default);
 
-/// The shared session for `path` with `options`, loading it if no element holds it.
-pub fn get(path: &Path, options: &SessionOptions) -> Result<Arc<SharedModel>, ModelError> {
+/// The shared model for `path` with `sessions` sessions (at least one) made with `options`,
+/// loading it if no element holds it.
+///
+/// Two sessions of one thread each beat one session of two threads in a pipeline on two cores:
+/// a thread that the streaming thread preempts holds up only its own batch, where one session's
+/// threads wait for each other at every operator (measured in the README).
+pub fn get(
+    path: &Path,
+    options: &SessionOptions,
+    sessions: usize,
+) -> Result<Arc<SharedModel>, ModelError> {
     let canonical = path
         .canonicalize()
         .map_err(|_| ModelError::Missing(path.to_path_buf()))?;
-    let key = (canonical.clone(), options.clone());
+    let sessions = sessions.max(1);
+    let key = (canonical.clone(), options.clone(), sessions);
     // Held across the load so two elements starting together do not load the model twice.
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     cache.retain(|_, w| w.strong_count() > 0);
     if let Some(shared) = cache.get(&key).and_then(Weak::upgrade) {
         return Ok(shared);
     }
-    let session = ModelSession::load(&canonical, options)?;
-    let descriptor = session.descriptor().clone();
-    let provider = session.provider();
-    let fallback = session.fallback().map(String::from);
+    let first = ModelSession::load(&canonical, options)?;
+    let descriptor = first.descriptor().clone();
+    let provider = first.provider();
+    let fallback = first.fallback().map(String::from);
     let max_batch = if provider == Provider::Cpu {
         CPU_MAX_BATCH
     } else {
         GPU_MAX_BATCH
     };
-    let session = Arc::new(Mutex::new(session));
-    let batcher = Batcher::start(session.clone(), max_batch)
-        .map_err(|e| ModelError::Run(format!("cannot start the inference thread: {e}")))?;
+    let mut loaded = vec![Arc::new(Mutex::new(first))];
+    // The rest go straight to the provider the first one got, without retrying a failed GPU.
+    let options = SessionOptions {
+        provider,
+        ..options.clone()
+    };
+    for _ in 1..sessions {
+        loaded.push(Arc::new(Mutex::new(ModelSession::load(
+            &canonical, &options,
+        )?)));
+    }
+    let batcher = Batcher::start(loaded.clone(), max_batch)
+        .map_err(|e| ModelError::Run(format!("cannot start an inference thread: {e}")))?;
     let shared = Arc::new(SharedModel {
         descriptor,
         provider,
         fallback,
-        session,
+        sessions: loaded,
+        max_batch,
         batcher,
     });
     cache.insert(key, Arc::downgrade(&shared));
