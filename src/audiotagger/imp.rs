@@ -81,7 +81,7 @@ struct Settings {
 impl Settings {
     /// Windows one element may have in the model. Unset, queued mode allows each session a
     /// full batch running and one waiting: with less, a stream that runs ahead of the model
-    /// splits into half batches (+3-6 % throughput with full ones, measured in the README).
+    /// gets ever smaller batches (measured 2-4 % slower with one session, 15-36 % with two).
     fn max_queue(&self, shared: &SharedModel) -> usize {
         match (self.max_queue, self.mode) {
             (0, Mode::Live) => LIVE_MAX_QUEUE,
@@ -501,8 +501,9 @@ impl ObjectImpl for AudioTagger {
                     .blurb(
                         "Windows in flight to the model per element in the queued and live modes. \
                          0 = automatic: in queued mode enough for every session to run a full \
-                         batch with another waiting (2 x sessions x 16 on the CPU, x 64 on a GPU), \
-                         in live mode 16 (about 8 s of YAMNet's windows)",
+                         batch with another waiting (2 x sessions x 16 on the CPU, x 64 on a GPU; \
+                         less lets a fast stream's batches shrink), in live mode 16 (about 8 s of \
+                         YAMNet's windows)",
                     )
                     .maximum(10_000)
                     .default_value(DEFAULT_MAX_QUEUE)
