@@ -115,7 +115,7 @@ impl Batcher {
 }
 
 impl Drop for Batcher {
-    /// Jobs already queued still run and get their replies; then the thread ends.
+    /// Jobs already queued still run and get their replies; then the threads end.
     fn drop(&mut self) {
         self.inner.queue().shutdown = true;
         self.inner.wake.notify_all();
@@ -207,7 +207,7 @@ fn run_locked(mut session: MutexGuard<'_, ModelSession>, jobs: Vec<Job>) {
 }
 
 /// Hands a job its result. A reply that panics (a bug in the element that queued it) must not
-/// end the thread every element sharing the session depends on, nor cost the other jobs of the
+/// end a thread every element sharing the session depends on, nor cost the other jobs of the
 /// batch their results; the panic is reported by the default hook and goes no further.
 fn deliver(reply: Reply, result: Result<BatchOutput, ModelError>) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || reply(result)));

@@ -71,7 +71,7 @@ impl SharedModel {
         first.unwrap_or_default()
     }
 
-    /// Queues windows for the session's inference thread, batched with every other element's.
+    /// Queues windows for the sessions' inference threads, batched with every other element's.
     pub fn submit(&self, job: Job) {
         self.batcher.submit(job);
     }
