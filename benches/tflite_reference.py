@@ -29,10 +29,7 @@ ap.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[2
 args = ap.parse_args()
 
 
-
-def read_16k_mono(path: Path) -> np.ndarray:
-    if path.suffix != ".wav":
-        return np.fromfile(path, "<f4")
+def read_wav_16k_mono(path: Path) -> np.ndarray:
     import wave
 
     import soxr
@@ -54,8 +51,12 @@ def read_16k_mono(path: Path) -> np.ndarray:
 it = Interpreter(str(args.model), num_threads=args.threads)
 it.allocate_tensors()
 inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-t0 = time.perf_counter()
-audio = read_16k_mono(args.audio)
+if args.audio.suffix == ".wav":
+    t0 = time.perf_counter()
+    audio = read_wav_16k_mono(args.audio)
+else:
+    audio = np.fromfile(args.audio, "<f4")
+    t0 = time.perf_counter()
 starts = range(0, audio.size - WINDOW + 1, args.hop)
 for s in starts:
     it.set_tensor(inp, audio[s:s + WINDOW])
