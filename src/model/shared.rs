@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use super::batcher::{Batcher, Job};
 use super::descriptor::ModelDescriptor;
 use super::provider::{Provider, SessionOptions};
-use super::session::{ModelError, ModelSession};
+use super::session::{GPU_BATCH, ModelError, ModelSession};
 
 /// Windows per run on the CPU: past ~8 a bigger batch gains little and only delays results.
 const CPU_MAX_BATCH: usize = 16;
 /// A GPU keeps gaining from larger batches.
-const GPU_MAX_BATCH: usize = 64;
+const GPU_MAX_BATCH: usize = GPU_BATCH;
 
 pub struct SharedModel {
     sessions: Vec<Arc<Mutex<ModelSession>>>,
@@ -65,6 +65,7 @@ impl SharedModel {
         for session in &self.sessions {
             let started = Instant::now();
             let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
+            // On a GPU this is already a run at the one batch size it will use.
             let _ = session.run(&features, 1, false);
             first.get_or_insert(started.elapsed());
         }
