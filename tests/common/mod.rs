@@ -53,7 +53,12 @@ pub fn noise_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 pub fn shared_audio() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio")
+    // The same override scripts/setup.sh takes, so a bench binary can run on a machine where
+    // the checkout is elsewhere.
+    match std::env::var_os("AUDIOTAGGER_SHARED") {
+        Some(dir) => PathBuf::from(dir).join("audio"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio"),
+    }
 }
 
 /// One row of ../shared/audio/manifest.csv: the file and the AudioSet classes that count.

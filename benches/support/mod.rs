@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: MPL-2.0
+//! What the at-scale benches share: medians, WAV writing, features, bare ONNX Runtime runs,
+//! timed pipelines and live streams.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gstaudiotagger::frontend::{Frontend, FrontendConfig};
+use gstaudiotagger::model::{ModelSession, Provider, SessionOptions};
+
+pub const BUFFER_MS: u64 = 20;
+/// Repeats of every throughput figure; the median is reported.
+pub const ROUNDS: usize = 3;
+
+/// `cargo test` runs the bench binaries without `--bench`; they then return at once.
+pub fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+pub fn write_wav(path: &Path, samples: &[f32], rate: u32, channels: u16) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// The log-mel patch of every complete window at YAMNet's hop.
+pub fn features_of(audio: &[f32]) -> Vec<Vec<f32>> {
+    let mut frontend = Frontend::new(FrontendConfig::yamnet(), 16000, 1).unwrap();
+    let mut windows = Vec::new();
+    frontend.push(audio, &mut windows);
+    windows.into_iter().map(|w| w.features).collect()
+}
+
+/// Windows per second of `session` over `features` in batches of `batch`, exactly as given to
+/// ONNX Runtime, after one warm-up batch. On a GPU the last batch is padded to the others'
+/// size: a new batch size there costs far more than the run itself.
+pub fn bare_ort(session: &mut ModelSession, batch: usize, features: &[Vec<f32>]) -> f64 {
+    let pad = session.provider() != Provider::Cpu;
+    let chunks: Vec<(Vec<f32>, usize)> = features
+        .chunks(batch)
+        .map(|c| {
+            let mut flat = c.concat();
+            let mut windows = c.len();
+            if pad && windows < batch {
+                flat.resize(flat.len() / windows * batch, 0.0);
+                windows = batch;
+            }
+            (flat, windows)
+        })
+        .collect();
+    session.run_exact(&chunks[0].0, chunks[0].1, false).unwrap();
+    let started = Instant::now();
+    for (chunk, windows) in &chunks {
+        session.run_exact(chunk, *windows, false).unwrap();
+    }
+    features.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// [`bare_ort`] on a session loaded for the purpose.
+pub fn bare_ort_loaded(
+    model: &Path,
+    options: &SessionOptions,
+    batch: usize,
+    features: &[Vec<f32>],
+) -> f64 {
+    let mut session = ModelSession::load(model, options).unwrap();
+    assert_eq!(
+        session.provider(),
+        options.provider,
+        "{:?}",
+        session.fallback()
+    );
+    bare_ort(&mut session, batch, features)
+}
+
+/// Launches `n` copies of `filesrc location=input ! decodebin ! audioconvert ! audiotagger
+/// model=model {properties} ! fakesink sync=false`, prerolls them, then plays them all at once.
+/// Returns (windows reported by all, wall seconds from PLAYING to the last EOS).
+pub fn files_at_once(input: &Path, model: &Path, properties: &str, n: usize) -> (usize, f64) {
+    let pipelines: Vec<gst::Element> = (0..n)
+        .map(|_| {
+            gst::parse::launch(&format!(
+                "filesrc location=\"{}\" ! decodebin ! audioconvert ! audiotagger model=\"{}\" \
+                 {properties} ! fakesink sync=false",
+                input.display(),
+                model.display()
+            ))
+            .unwrap()
+        })
+        .collect();
+    // READY → PAUSED loads the model and prerolls; only the streams themselves are timed.
+    for p in &pipelines {
+        p.set_state(gst::State::Paused).unwrap();
+    }
+    for p in &pipelines {
+        let _ = p.state(gst::ClockTime::from_seconds(120));
+    }
+    let started = Instant::now();
+    for p in &pipelines {
+        p.set_state(gst::State::Playing).unwrap();
+    }
+    let windows: usize = std::thread::scope(|s| {
+        let waiters: Vec<_> = pipelines
+            .iter()
+            .map(|p| {
+                let bus = p.bus().unwrap();
+                s.spawn(move || {
+                    crate::common::window_messages(&bus, gst::ClockTime::NONE, "files at once")
+                        .len()
+                })
+            })
+            .collect();
+        waiters.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    let wall = started.elapsed().as_secs_f64();
+    for p in &pipelines {
+        p.set_state(gst::State::Null).unwrap();
+    }
+    (windows, wall)
+}
+
+pub struct LiveResult {
+    pub cpu_cores: f64,
+    pub windows: usize,
+    pub skipped: u64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc_rusage::Rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc_rusage::getrusage(0, &mut usage) };
+    let tv = |t: libc_rusage::Timeval| {
+        Duration::from_secs(t.sec as u64) + Duration::from_micros(t.usec as u64)
+    };
+    tv(usage.utime) + tv(usage.stime)
+}
+
+/// Just enough of `getrusage(2)` (x86-64/aarch64 Linux layout) for the process's CPU time.
+mod libc_rusage {
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct Timeval {
+        pub sec: i64,
+        pub usec: i64,
+    }
+    #[repr(C)]
+    pub struct Rusage {
+        pub utime: Timeval,
+        pub stime: Timeval,
+        pub rest: [i64; 14],
+    }
+    unsafe extern "C" {
+        pub fn getrusage(who: i32, usage: *mut Rusage) -> i32;
+    }
+}
+
+/// `n` live streams of `seconds`, each a different offset into `audio`, pushed at real-time
+/// pace through `audiotagger model=model mode=live {properties}`. Started in lockstep, every
+/// stream completes a window at the same instant (the worst case for latency); staggered, their
+/// starts spread over one hop, as independent cameras' would be.
+pub fn live_streams(
+    model: &Path,
+    properties: &str,
+    n: usize,
+    seconds: u64,
+    audio: &[f32],
+    staggered: bool,
+) -> LiveResult {
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let buffer = (16000 * BUFFER_MS / 1000) as usize;
+    let total_buffers = (seconds * 1000 / BUFFER_MS) as usize;
+    let hop_buffers = 480 / BUFFER_MS as usize;
+    let start_tick = |k: usize| if staggered { k * hop_buffers / n } else { 0 };
+    // Set once every pipeline runs: stream time 0 is pushed then.
+    let origin_cell = Arc::new(OnceLock::<Instant>::new());
+    let mut pipelines = Vec::new();
+    let mut sources = Vec::new();
+    let mut taggers = Vec::new();
+    for k in 0..n {
+        let started_ms = (start_tick(k) as u64) * BUFFER_MS;
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src is-live=true format=time caps=audio/x-raw,format=F32LE,rate=16000,\
+             channels=1,layout=interleaved ! audiotagger name=tag model=\"{}\" mode=live \
+             {properties} ! fakesink sync=false",
+            model.display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let bus = pipeline.bus().unwrap();
+        let latencies = latencies.clone();
+        let origin = origin_cell.clone();
+        // Runs in the thread that posts, at the moment it posts.
+        bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Element(e) = msg.view()
+                && let Some(s) = e.structure().filter(|s| s.name() == "audiotagger")
+                && !s.get::<bool>("partial").unwrap_or(true)
+            {
+                let end = s.get::<gst::ClockTime>("timestamp").unwrap()
+                    + s.get::<gst::ClockTime>("duration").unwrap();
+                // The buffer holding the window's last sample is pushed when it is complete.
+                let pushed_ms = started_ms + end.mseconds().div_ceil(BUFFER_MS) * BUFFER_MS;
+                let arrived = *origin.get().unwrap() + Duration::from_millis(pushed_ms);
+                let now = Instant::now();
+                latencies
+                    .lock()
+                    .unwrap()
+                    .push(now.saturating_duration_since(arrived).as_secs_f64() * 1000.0);
+            }
+            gst::BusSyncReply::Drop
+        });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        sources.push(
+            pipeline
+                .by_name("src")
+                .unwrap()
+                .downcast::<gst_app::AppSrc>()
+                .unwrap(),
+        );
+        taggers.push(pipeline.by_name("tag").unwrap());
+        pipelines.push(pipeline);
+    }
+    let origin = Instant::now() + Duration::from_millis(100);
+    origin_cell.set(origin).unwrap();
+    let cpu_before = cpu_time();
+    let wall_before = Instant::now();
+    for tick in 0..total_buffers + hop_buffers {
+        let due = origin + Duration::from_millis((tick as u64 + 1) * BUFFER_MS);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        for (k, src) in sources.iter().enumerate() {
+            let Some(i) = tick
+                .checked_sub(start_tick(k))
+                .filter(|&i| i < total_buffers)
+            else {
+                continue;
+            };
+            let at = (k * 16000 * 7 + i * buffer) % (audio.len() - buffer);
+            let bytes: Vec<u8> = audio[at..at + buffer]
+                .iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect();
+            let mut buf = gst::Buffer::from_mut_slice(bytes);
+            let b = buf.get_mut().unwrap();
+            b.set_pts(gst::ClockTime::from_mseconds(i as u64 * BUFFER_MS));
+            b.set_duration(gst::ClockTime::from_mseconds(BUFFER_MS));
+            src.push_buffer(buf).unwrap();
+        }
+    }
+    // Let the last windows come out before measuring.
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu = cpu_time() - cpu_before;
+    let wall = wall_before.elapsed();
+    let skipped = taggers
+        .iter()
+        .map(|t| t.property::<u64>("windows-skipped"))
+        .sum();
+    for p in &pipelines {
+        p.set_state(gst::State::Null).unwrap();
+    }
+    let mut l = std::mem::take(&mut *latencies.lock().unwrap());
+    l.sort_by(f64::total_cmp);
+    let pct = |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)));
+    LiveResult {
+        cpu_cores: cpu.as_secs_f64() / wall.as_secs_f64(),
+        windows: l.len(),
+        skipped,
+        p99_ms: pct(0.99).copied().unwrap_or(f64::NAN),
+        max_ms: l.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+/// Prints the live-stream table: 8, 32 and 128 streams, staggered then in lockstep.
+pub fn live_table(model: &Path, properties: &str, seconds: u64, audio: &[f32]) {
+    println!(
+        "{:>7} {:>10} {:>12} {:>10} {:>12} {:>12} {:>10}",
+        "streams", "starts", "CPU (cores)", "windows", "skipped", "p99 latency", "max"
+    );
+    for staggered in [true, false] {
+        for n in [8, 32, 128] {
+            let r = live_streams(model, properties, n, seconds, audio, staggered);
+            println!(
+                "{n:>7} {:>10} {:>12.2} {:>10} {:>12} {:>9.1} ms {:>7.1} ms",
+                if staggered { "staggered" } else { "lockstep" },
+                r.cpu_cores,
+                r.windows,
+                r.skipped,
+                r.p99_ms,
+                r.max_ms
+            );
+        }
+    }
+}
