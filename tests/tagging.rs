@@ -256,48 +256,73 @@ fn a_large_buffer_is_batched_and_gives_the_same_results_as_small_ones() {
     }
 }
 
-#[test]
-fn cuda_requested_without_a_gpu_runs_on_the_cpu_and_says_so() {
+/// (active provider, warning if any, every window's scores) of one run of real audio.
+fn tag_with_provider(provider: &str) -> (String, Option<String>, Vec<Vec<f64>>) {
     common::init();
-    let pipeline = gst::parse::launch(
-        "audiotestsrc num-buffers=60 ! audio/x-raw,rate=16000 ! audiotagger name=t execution-provider=cuda ! fakesink",
-    )
+    let file = common::shared_audio().join("long/speech__asterisk__3.wav");
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audiotagger name=t \
+         execution-provider={provider} mode=queued full-scores=true ! fakesink",
+        file.display()
+    ))
     .unwrap();
     let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let (mut warning, mut results) = (None, 0);
-    for msg in bus.iter_timed(gst::ClockTime::from_seconds(30)) {
+    let (mut warning, mut scores) = (None, Vec::new());
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
         match msg.view() {
             gst::MessageView::Warning(w) => {
                 warning = Some(format!("{} {:?}", w.error(), w.debug()))
             }
-            gst::MessageView::Element(e)
-                if e.structure().is_some_and(|s| s.name() == "audiotagger") =>
-            {
-                results += 1
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure().filter(|s| s.name() == "audiotagger") {
+                    scores.push(common::floats(s, "full-scores"));
+                }
             }
             gst::MessageView::Eos(_) => break,
             gst::MessageView::Error(e) => panic!("{}", e.error()),
             _ => {}
         }
     }
-    let t = pipeline
+    let active = pipeline
         .downcast_ref::<gst::Bin>()
         .unwrap()
         .by_name("t")
-        .unwrap();
-    assert_eq!(
-        t.property::<Option<String>>("active-execution-provider")
-            .as_deref(),
-        Some("cpu")
-    );
+        .unwrap()
+        .property::<Option<String>>("active-execution-provider")
+        .unwrap_or_default();
     pipeline.set_state(gst::State::Null).unwrap();
-    let warning = warning.expect("a warning that CUDA is not used");
-    assert!(
-        warning.contains("cuda") && warning.contains("CPU"),
-        "{warning}"
-    );
-    assert!(results > 0, "still tags on the CPU");
+    (active, warning, scores)
+}
+
+/// With a GPU and onnxruntime-gpu, CUDA must give the CPU's results, through batches of every
+/// size padded to the GPU's (`mode=queued` on a file); without them, the element must say so
+/// and go on on the CPU. CI takes the second branch, a GPU machine the first.
+#[test]
+fn cuda_runs_on_the_gpu_or_says_why_not_and_runs_on_the_cpu() {
+    let (active, warning, on_cuda) = tag_with_provider("cuda");
+    assert!(!on_cuda.is_empty(), "tags either way");
+    match active.as_str() {
+        "cuda" => {
+            assert_eq!(warning, None);
+            let (_, _, on_cpu) = tag_with_provider("cpu");
+            assert_eq!(on_cuda.len(), on_cpu.len());
+            // ONNX Runtime's CUDA provider multiplies in TF32 by default (10-bit mantissas).
+            for (g, c) in on_cuda.iter().zip(&on_cpu) {
+                for (p, q) in g.iter().zip(c) {
+                    assert!((p - q).abs() < 1e-2, "CUDA {p} vs CPU {q}");
+                }
+            }
+        }
+        "cpu" => {
+            let warning = warning.expect("a warning that CUDA is not used");
+            assert!(
+                warning.contains("cuda") && warning.contains("CPU"),
+                "{warning}"
+            );
+        }
+        other => panic!("active-execution-provider {other:?}"),
+    }
 }
 
 /// The latency the element adds to a live audiotestsrc's, in `mode`.
