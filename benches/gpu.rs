@@ -3,9 +3,10 @@
 //! `ORT_DYLIB_PATH=…/onnxruntime-gpu/…/libonnxruntime.so.* cargo bench --bench gpu`.
 //!
 //! 1. Parity: CUDA's scores against the CPU's on every window of ../shared/audio/long.
-//! 2. Bare ONNX Runtime on those windows: CUDA at batch 1, 16, 64 and 256, against the CPU with
-//!    one thread per core at batch 16, in the same run. Also what a fresh session's first batch
-//!    of each size 1..=64 costs (cuDNN picks its convolution algorithms per input shape).
+//! 2. Batch sizes: what a fresh session's runs cost when the batch size changes from run to
+//!    run (ONNX Runtime's CUDA provider pays for every change), unpadded and padded to 64.
+//!    Bare ONNX Runtime on those windows: CUDA at batch 1, 16, 64 and 256, against the CPU with
+//!    one thread per core at batch 16, in the same run.
 //! 3. End to end: the long recordings as 16 kHz mono and 48 kHz stereo WAVs through
 //!    `filesrc ! decodebin ! audioconvert ! audiotagger ! fakesink sync=false`, on CUDA and on
 //!    the CPU.
@@ -15,10 +16,9 @@
 //!    to its bus message.
 //!
 //! Names after `--bench` (parity, bare, e2e, many, live) run only those parts; `cuda-only`
-//! leaves out the CPU rows of e2e and many. Without a
-//! CUDA-capable ONNX Runtime and GPU it says so and stops. The checkout may be
-//! elsewhere than where it was built: CARGO_MANIFEST_DIR (at run time) names the checkout,
-//! AUDIOTAGGER_SHARED the folder holding audio/long.
+//! leaves out the CPU rows of e2e and many. Without a CUDA-capable ONNX Runtime and GPU it says
+//! so and stops. The checkout may be elsewhere than where it was built: CARGO_MANIFEST_DIR (at
+//! run time) names the checkout, AUDIOTAGGER_SHARED the folder holding audio/long.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -43,7 +43,6 @@ fn main() {
         .collect();
     let want =
         |part: &str| parts.iter().all(|p| p == "cuda-only") || parts.iter().any(|p| p == part);
-    // Leaves out the CPU rows of e2e and many.
     let cuda_only = parts.iter().any(|p| p == "cuda-only");
     common::init();
     let root = std::env::var_os("CARGO_MANIFEST_DIR")
