@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use gst::glib;
@@ -234,6 +234,9 @@ pub struct AudioTagger {
     processing_latency: Mutex<gst::ClockTime>,
     /// Windows live mode skipped since start (`windows-skipped`).
     skipped: AtomicU64,
+    /// Live mode: a result came in while another thread held the state, so whoever held it
+    /// must look again after letting go (see [`AudioTagger::report_ready`]).
+    report_wanted: AtomicBool,
 }
 
 impl Default for AudioTagger {
@@ -245,6 +248,7 @@ impl Default for AudioTagger {
             preset: Mutex::new((None, Arc::new(Preset::builtin()))),
             processing_latency: Mutex::default(),
             skipped: AtomicU64::new(0),
+            report_wanted: AtomicBool::new(false),
         }
     }
 }
@@ -813,8 +817,13 @@ impl BaseTransformImpl for AudioTagger {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        self.catch_panic(|| self.analyse(buf))
-            .unwrap_or(Err(gst::FlowError::Error))
+        let flow = self
+            .catch_panic(|| self.analyse(buf))
+            .unwrap_or(Err(gst::FlowError::Error));
+        if self.report_wanted.load(Ordering::SeqCst) {
+            self.catch_panic(|| self.report_ready());
+        }
+        flow
     }
 }
 
@@ -1078,7 +1087,8 @@ impl AudioTagger {
                     let _ = tx.send(r);
                     if let Some(element) = element.and_then(|e| e.upgrade()) {
                         let imp = element.imp();
-                        imp.catch_panic(|| imp.collect_on_inference_thread());
+                        imp.report_wanted.store(true, Ordering::SeqCst);
+                        imp.catch_panic(|| imp.report_ready());
                     }
                 }),
             };
@@ -1127,13 +1137,25 @@ impl AudioTagger {
         }
     }
 
-    /// Reports what is ready unless the streaming thread holds the state; then its next buffer
-    /// will. Never waits, so the inference thread cannot stall on an element.
-    fn collect_on_inference_thread(&self) {
-        if let Ok(mut guard) = self.state.try_lock()
-            && let Some(state) = guard.as_mut()
-        {
-            self.collect(state, None, Wait::Ready);
+    /// Live mode: reports what is ready, unless another thread holds the state. Never waits,
+    /// so an inference thread cannot stall on an element. A result is sent before
+    /// `report_wanted` is raised, and the streaming thread (after each buffer) and the inference
+    /// threads look at the flag after letting go of the state. So a result that comes in while
+    /// one of them holds it is reported as soon as it lets go, not at the next buffer, which a
+    /// live source may not send for a long time.
+    fn report_ready(&self) {
+        loop {
+            let Ok(mut guard) = self.state.try_lock() else {
+                return;
+            };
+            self.report_wanted.store(false, Ordering::SeqCst);
+            if let Some(state) = guard.as_mut() {
+                self.collect(state, None, Wait::Ready);
+            }
+            drop(guard);
+            if !self.report_wanted.load(Ordering::SeqCst) {
+                return;
+            }
         }
     }
 

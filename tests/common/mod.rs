@@ -29,12 +29,14 @@ pub fn f32_mono_caps(rate: i32) -> gst::Caps {
 /// caps at `rate` on both sides.
 pub fn tagger_harness(rate: i32, props: &[(&str, &str)]) -> gst_check::Harness {
     init();
-    let mut h = gst_check::Harness::new("audiotagger");
-    let element = h.element().unwrap();
+    // Set before the harness starts the element: the model, sessions, threads and provider
+    // are read when it starts, and a start-up warning needs the bus.
+    let element = gst::ElementFactory::make("audiotagger").build().unwrap();
     for (k, v) in props {
         element.set_property_from_str(k, v);
     }
     element.set_bus(Some(&gst::Bus::new()));
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
     h.set_caps(f32_mono_caps(rate), f32_mono_caps(rate));
     h
 }
