@@ -334,3 +334,63 @@ fn a_panicking_reply_leaves_the_inference_thread_serving_others() {
     shared.submit(job(Box::new(move |r| tx.send(r.is_ok()).unwrap())));
     assert_eq!(rx.recv_timeout(timeout), Ok(true), "a job queued later");
 }
+
+/// A copy of YAMNet whose input and outputs declare a fixed batch of `batch`, as models exported
+/// for one batch size do (made with the `onnx` package of the project's Python environment).
+fn yamnet_with_fixed_batch(batch: usize) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::temp_dir().join(format!(
+        "audiotagger-yamnet-batch{batch}-{}.onnx",
+        std::process::id()
+    ));
+    let pin = "import onnx, sys\n\
+               m = onnx.load(sys.argv[1])\n\
+               for v in list(m.graph.input) + list(m.graph.output):\n    \
+                   d = v.type.tensor_type.shape.dim[0]\n    \
+                   d.ClearField('dim_param'); d.dim_value = int(sys.argv[3])\n\
+               onnx.save(m, sys.argv[2])\n";
+    let status = std::process::Command::new(root.join(".venv/bin/python"))
+        .args(["-c", pin])
+        .arg(root.join("models/yamnet.onnx"))
+        .arg(&out)
+        .arg(batch.to_string())
+        .status()
+        .expect("the project's Python environment (.venv, made by scripts/setup.sh)");
+    assert!(status.success());
+    out
+}
+
+#[test]
+fn a_model_with_a_fixed_batch_size_runs_in_batches_of_that_size() {
+    let (audio, rate) = music();
+    // 2 s buffers complete four windows each, which queued mode runs as batches of up to 16.
+    let block = 2 * rate as usize;
+    let (reference, _, _, _) = run(&[("mode", "blocking")], &audio, rate, block);
+    for batch in [1, 3] {
+        let model = yamnet_with_fixed_batch(batch);
+        let shared = gstaudiotagger::model::shared::get(
+            &model,
+            &gstaudiotagger::model::SessionOptions {
+                provider: gstaudiotagger::model::Provider::Cpu,
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
+        assert_eq!(shared.max_batch(), batch);
+        let model = model.to_str().unwrap();
+        for mode in ["blocking", "queued"] {
+            let (windows, warnings, errors, _) =
+                run(&[("mode", mode), ("model", model)], &audio, rate, block);
+            assert!(errors.is_empty(), "batch {batch}, {mode}: {errors:?}");
+            assert!(warnings.is_empty(), "batch {batch}, {mode}: {warnings:?}");
+            eprintln!("{mode} {} windows, {warnings:?}", windows.len());
+            let worst = worst_difference(&reference, &windows);
+            assert!(
+                worst < 1e-5,
+                "batch {batch}, {mode}: scores differ by {worst}"
+            );
+        }
+        std::fs::remove_file(model).unwrap();
+    }
+}

@@ -731,10 +731,11 @@ impl BaseTransformImpl for AudioTagger {
         gst::info!(
             CAT,
             imp = self,
-            "model {} ({} classes) on {}",
+            "model {} ({} classes) on {}, batches of up to {} windows",
             settings.model.display(),
             shared.descriptor().num_classes(),
-            shared.provider()
+            shared.provider(),
+            shared.max_batch()
         );
         // A bad preset or watch list is a configuration error: say so now, not at the first shot.
         let preset = Preset::with_user_file(settings.event_preset.as_deref()).map_err(|e| {

@@ -198,7 +198,11 @@ fn run_locked(mut session: MutexGuard<'_, ModelSession>, jobs: Vec<Job>) {
             }
         }
         Err(e) => {
-            let reason = e.to_string();
+            // Each job gets its own copy; a run error's own text, not "inference failed" twice.
+            let reason = match e {
+                ModelError::Run(reason) => reason,
+                other => other.to_string(),
+            };
             for job in jobs {
                 deliver(job.reply, Err(ModelError::Run(reason.clone())));
             }

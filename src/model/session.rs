@@ -71,6 +71,8 @@ pub struct ModelSession {
     descriptor: ModelDescriptor,
     provider: Provider,
     fallback: Option<String>,
+    /// The batch size every run is padded to, if there is one (see [`ModelSession::batch_size`]).
+    batch_size: Option<usize>,
 }
 
 /// The GPU providers to try for a request, best first.
@@ -170,6 +172,19 @@ fn check_shapes(session: &Session, d: &ModelDescriptor) -> Result<(), String> {
     Ok(())
 }
 
+/// The batch dimension `input` declares, if it is a fixed size rather than left open.
+fn declared_batch(session: &Session, input: &str) -> Option<usize> {
+    let declared = session
+        .inputs()
+        .iter()
+        .find(|o| o.name() == input)?
+        .dtype()
+        .tensor_shape()?
+        .first()
+        .copied()?;
+    usize::try_from(declared).ok().filter(|&n| n > 0)
+}
+
 /// Runs the windows in `features` through `run` in batches of exactly `size`, the last one
 /// padded with silent windows, and returns the rows of the real windows only.
 fn run_in_batches_of(
@@ -254,11 +269,14 @@ impl ModelSession {
         fallback: Option<String>,
     ) -> Result<Self, ModelError> {
         let descriptor = Self::read_descriptor(&session, path)?;
+        let batch_size = declared_batch(&session, &descriptor.input_name)
+            .or((provider != Provider::Cpu).then_some(GPU_BATCH));
         Ok(Self {
             session,
             descriptor,
             provider,
             fallback,
+            batch_size,
         })
     }
 
@@ -320,8 +338,15 @@ impl ModelSession {
         &self.descriptor
     }
 
-    /// Runs `batch` windows whose features are concatenated in `features`; on a GPU, in
-    /// batches of [`GPU_BATCH`].
+    /// The one batch size this session runs, if it has one: the model's own when its input
+    /// declares a fixed batch dimension (an export for batch 1 takes nothing else), else
+    /// [`GPU_BATCH`] on a GPU. `None`: any batch size runs as it is.
+    pub fn batch_size(&self) -> Option<usize> {
+        self.batch_size
+    }
+
+    /// Runs `batch` windows whose features are concatenated in `features`, in batches of
+    /// [`ModelSession::batch_size`] where there is one.
     pub fn run(
         &mut self,
         features: &[f32],
@@ -329,16 +354,14 @@ impl ModelSession {
         want_embeddings: bool,
     ) -> Result<BatchOutput, ModelError> {
         let per_window: usize = self.descriptor.frontend.feature_shape().iter().product();
-        if self.provider == Provider::Cpu
-            || batch == 0
-            || batch == GPU_BATCH
-            || features.len() != batch * per_window
-        {
-            return self.run_exact(features, batch, want_embeddings);
+        match self.batch_size {
+            Some(size) if batch != 0 && batch != size && features.len() == batch * per_window => {
+                run_in_batches_of(size, features, per_window, |f, n| {
+                    self.run_exact(f, n, want_embeddings)
+                })
+            }
+            _ => self.run_exact(features, batch, want_embeddings),
         }
-        run_in_batches_of(GPU_BATCH, features, per_window, |f, n| {
-            self.run_exact(f, n, want_embeddings)
-        })
     }
 
     /// [`ModelSession::run`] with the batch as given, whatever the provider.

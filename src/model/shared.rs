@@ -16,12 +16,11 @@ use std::time::{Duration, Instant};
 use super::batcher::{Batcher, Job};
 use super::descriptor::ModelDescriptor;
 use super::provider::{Provider, SessionOptions};
-use super::session::{GPU_BATCH, ModelError, ModelSession};
+use super::session::{ModelError, ModelSession};
 
 /// Windows per run on the CPU: past ~8 a bigger batch gains little and only delays results.
+/// A GPU keeps gaining from larger batches and runs [`super::session::GPU_BATCH`].
 const CPU_MAX_BATCH: usize = 16;
-/// A GPU keeps gaining from larger batches.
-const GPU_MAX_BATCH: usize = GPU_BATCH;
 
 pub struct SharedModel {
     sessions: Vec<Arc<Mutex<ModelSession>>>,
@@ -65,7 +64,8 @@ impl SharedModel {
         for session in &self.sessions {
             let started = Instant::now();
             let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
-            // On a GPU this is already a run at the one batch size it will use.
+            // A session with one batch size (a GPU, a fixed-batch model) pads this to it, so
+            // the warm-up already runs the shape the stream will.
             let _ = session.run(&features, 1, false);
             first.get_or_insert(started.elapsed());
         }
@@ -114,11 +114,9 @@ pub fn get(
     let descriptor = first.descriptor().clone();
     let provider = first.provider();
     let fallback = first.fallback().map(String::from);
-    let max_batch = if provider == Provider::Cpu {
-        CPU_MAX_BATCH
-    } else {
-        GPU_MAX_BATCH
-    };
+    // A session that runs one batch size (a GPU's, or a model's fixed one) gets batches of
+    // that size, so its padding is only ever the last windows of a stream.
+    let max_batch = first.batch_size().unwrap_or(CPU_MAX_BATCH);
     let mut loaded = vec![Arc::new(Mutex::new(first))];
     // The rest go straight to the provider the first one got, without retrying a failed GPU.
     let options = SessionOptions {
