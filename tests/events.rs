@@ -297,6 +297,7 @@ fn a_user_preset_adds_groups_and_can_change_while_playing() {
     h.push_event(gst::event::Eos::new());
     let (_, events) = messages(&h);
     assert_eq!(kind(&events[0]), ("stop".into(), "beep".into()));
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -332,4 +333,5 @@ fn bad_event_configuration_fails_at_start_naming_the_cause() {
         assert_eq!(source, "tagger");
         assert!(err.to_string().contains(needle), "{props}: {err}");
     }
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -310,6 +310,7 @@ mod tests {
         assert!(p.groups.contains_key("glass"));
         let err = Preset::with_user_file(Some(&dir.join("missing.toml"))).unwrap_err();
         assert!(err.contains("missing.toml"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
