@@ -412,3 +412,27 @@ fn the_model_can_change_between_runs() {
     assert_eq!(run(&copy), Ok(4));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn properties_read_at_start_refuse_to_change_while_running() {
+    let h = harness(&[]);
+    let tagger = h.element().unwrap();
+    for (property, value) in [
+        ("sessions", "2"),
+        ("model", "/elsewhere/other.onnx"),
+        ("mode", "live"),
+    ] {
+        let before = format!("{:?}", tagger.property_value(property));
+        tagger.set_property_from_str(property, value);
+        assert_eq!(format!("{:?}", tagger.property_value(property)), before);
+        let (_, warnings, _) = common::drain_bus(&h);
+        assert!(
+            warnings.len() == 1 && warnings[0].contains(property),
+            "{property}: {warnings:?}"
+        );
+    }
+    // Those read per buffer still change.
+    tagger.set_property("top-k", 3u32);
+    assert_eq!(tagger.property::<u32>("top-k"), 3);
+    assert!(common::drain_bus(&h).1.is_empty());
+}

@@ -538,6 +538,27 @@ impl ObjectImpl for AudioTagger {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        // Read when the element starts (the model and its sessions are loaded then, and the
+        // mode, hop and provider shape what is in flight): a change while it runs is refused
+        // rather than left to take effect at some later point.
+        if pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_READY)
+            && self.model.lock().unwrap().is_some()
+        {
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                (
+                    "Property {} cannot change while the element runs",
+                    pspec.name()
+                ),
+                [
+                    "it is read when the element starts: set it in the NULL or READY state; it \
+                     stays {:?}",
+                    self.property(0, pspec)
+                ]
+            );
+            return;
+        }
         let mut s = self.settings.lock().unwrap();
         let path = |v: &glib::Value| {
             v.get::<Option<String>>()
