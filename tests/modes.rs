@@ -394,3 +394,37 @@ fn a_model_with_a_fixed_batch_size_runs_in_batches_of_that_size() {
         std::fs::remove_file(model).unwrap();
     }
 }
+
+#[test]
+fn the_hop_property_sets_where_windows_start() {
+    let (audio, rate) = music();
+    let block = rate as usize / 50;
+    let (reference, _, _, _) = run(&[], &audio, rate, block);
+    // 235 ms rounds to 240 ms (whole 10 ms frames), half of YAMNet's own 0.48 s hop.
+    let (windows, warnings, errors, _) = run(&[("hop", "235000000")], &audio, rate, block);
+    assert!(
+        warnings.is_empty() && errors.is_empty(),
+        "{warnings:?} {errors:?}"
+    );
+    for (i, w) in windows.iter().enumerate() {
+        assert_eq!(index_and_time(w), (i as u64, i as u64 * 240_000_000));
+    }
+    // Full windows start up to 28.8 s; one more, at 29.04 s, covers the tail (padded). With
+    // the default hop that one is at 29.28 s instead.
+    assert_eq!(windows.len(), 122);
+    // Every second full window is one of the default hop's: the same audio, the same scores.
+    let every_other: Vec<gst::Structure> = windows[..121].iter().step_by(2).cloned().collect();
+    assert_eq!(every_other.len(), 61);
+    let worst = every_other
+        .iter()
+        .zip(&reference[..61])
+        .flat_map(|(a, b)| {
+            assert_eq!(index_and_time(a).1, index_and_time(b).1);
+            common::floats(a, "full-scores")
+                .into_iter()
+                .zip(common::floats(b, "full-scores"))
+                .map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-6, "scores differ by {worst}");
+}
