@@ -384,7 +384,6 @@ fn a_model_with_a_fixed_batch_size_runs_in_batches_of_that_size() {
                 run(&[("mode", mode), ("model", model)], &audio, rate, block);
             assert!(errors.is_empty(), "batch {batch}, {mode}: {errors:?}");
             assert!(warnings.is_empty(), "batch {batch}, {mode}: {warnings:?}");
-            eprintln!("{mode} {} windows, {warnings:?}", windows.len());
             let worst = worst_difference(&reference, &windows);
             assert!(
                 worst < 1e-5,

@@ -114,8 +114,8 @@ pub fn get(
     let descriptor = first.descriptor().clone();
     let provider = first.provider();
     let fallback = first.fallback().map(String::from);
-    // A session that runs one batch size (a GPU's, or a model's fixed one) gets batches of
-    // that size, so its padding is only ever the last windows of a stream.
+    // A session that runs one batch size (a GPU's, or a model's fixed one) takes at most that
+    // many windows at a time: no batch is split, and padding fills only what the queue lacked.
     let max_batch = first.batch_size().unwrap_or(CPU_MAX_BATCH);
     let mut loaded = vec![Arc::new(Mutex::new(first))];
     // The rest go straight to the provider the first one got, without retrying a failed GPU.
