@@ -109,6 +109,8 @@ fn main() {
         .into_iter()
         .zip(on_wav)
     {
+        // Bare ORT on two cores, by model: what decoding alone is compared with below.
+        let mut bare_two_cores = Vec::new();
         // (model, mode, sessions, threads per session, bare ORT's batch). Bare ORT always runs
         // one session with as many threads as the element's sessions have together: the
         // fastest it goes on its own.
@@ -146,6 +148,9 @@ fn main() {
                 overheads.push(base / rate - 1.0);
             }
             let rate = median(&rates);
+            if sessions == 2 {
+                bare_two_cores.push((name, median(&bare)));
+            }
             println!(
                 "{:<50} {:>10.0} {rate:>10.0} {:>10.0} {:>+11.1}% {:>11.2}× {:>11.2}×",
                 format!("{label}, {name}, {mode} sessions={sessions} threads={threads}"),
@@ -156,6 +161,22 @@ fn main() {
                 rate / python_on_wav
             );
         }
+        // The part of every end-to-end run that is not the element's: on two cores busy with
+        // inference its time comes out of ONNX Runtime's share, like the front-end's.
+        let decoding = support::decode_only(input);
+        let shares: Vec<String> = bare_two_cores
+            .iter()
+            .map(|(name, bare)| {
+                let inference_core_s = 2.0 * windows as f64 / bare;
+                format!("{:.1} % ({name})", 100.0 * decoding / inference_core_s)
+            })
+            .collect();
+        println!(
+            "{label}: decoding alone (filesrc ! decodebin ! audioconvert ! fakesink sync=false) \
+             {decoding:.3} s on one core, median of {ROUNDS}; that is {} of bare ONNX Runtime's \
+             core time on two cores",
+            shares.join(", ")
+        );
     }
 
     println!(

@@ -137,6 +137,41 @@ pub fn files_at_once(input: &Path, model: &Path, properties: &str, n: usize) -> 
     (windows, wall)
 }
 
+/// Wall seconds (on one core: the pipeline has one streaming thread) of `filesrc
+/// location=input ! decodebin ! audioconvert ! fakesink sync=false` from PLAYING to EOS after a
+/// preroll, median of [`ROUNDS`]: reading and parsing the file, which every end-to-end run pays.
+pub fn decode_only(input: &Path) -> f64 {
+    let times: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let p = gst::parse::launch(&format!(
+                "filesrc location=\"{}\" ! decodebin ! audioconvert ! fakesink sync=false",
+                input.display()
+            ))
+            .unwrap();
+            p.set_state(gst::State::Paused).unwrap();
+            let _ = p.state(gst::ClockTime::from_seconds(60));
+            let started = Instant::now();
+            p.set_state(gst::State::Playing).unwrap();
+            let end = p.bus().unwrap().timed_pop_filtered(
+                gst::ClockTime::from_seconds(300),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            );
+            let wall = started.elapsed().as_secs_f64();
+            assert!(
+                matches!(
+                    end.as_ref().map(|m| m.view()),
+                    Some(gst::MessageView::Eos(_))
+                ),
+                "decoding {} did not reach EOS: {end:?}",
+                input.display()
+            );
+            p.set_state(gst::State::Null).unwrap();
+            wall
+        })
+        .collect();
+    median(&times)
+}
+
 pub struct LiveResult {
     pub cpu_cores: f64,
     pub windows: usize,
