@@ -127,13 +127,6 @@ fn dispatch(
 /// must have one column per label: otherwise every window would fail at run time, or scores
 /// would be read against the wrong labels. Dimensions the model leaves open (-1) match anything.
 fn check_shapes(session: &Session, d: &ModelDescriptor) -> Result<(), String> {
-    let shape_of = |outlets: &[ort::value::Outlet], name: &str| {
-        outlets
-            .iter()
-            .find(|o| o.name() == name)
-            .and_then(|o| o.dtype().tensor_shape())
-            .map(|s| s.to_vec())
-    };
     let fits = |declared: &[i64], wanted: &[usize]| {
         declared.len() == wanted.len()
             && declared
@@ -141,7 +134,7 @@ fn check_shapes(session: &Session, d: &ModelDescriptor) -> Result<(), String> {
                 .zip(wanted)
                 .all(|(&have, &want)| have < 0 || have as usize == want)
     };
-    if let Some(input) = shape_of(session.inputs(), &d.input_name) {
+    if let Some(input) = declared_shape(session.inputs(), &d.input_name) {
         let features = d.frontend.feature_shape();
         if !fits(&input[1.min(input.len())..], &features) {
             return Err(format!(
@@ -157,7 +150,7 @@ fn check_shapes(session: &Session, d: &ModelDescriptor) -> Result<(), String> {
             ));
         }
     }
-    if let Some(scores) = shape_of(session.outputs(), &d.scores_output)
+    if let Some(scores) = declared_shape(session.outputs(), &d.scores_output)
         && let Some(&classes) = scores.last()
         && classes >= 0
         && classes as usize != d.num_classes()
@@ -172,16 +165,18 @@ fn check_shapes(session: &Session, d: &ModelDescriptor) -> Result<(), String> {
     Ok(())
 }
 
+/// The shape the model declares for the tensor `name` among `outlets`; -1 where it is open.
+fn declared_shape(outlets: &[ort::value::Outlet], name: &str) -> Option<Vec<i64>> {
+    outlets
+        .iter()
+        .find(|o| o.name() == name)
+        .and_then(|o| o.dtype().tensor_shape())
+        .map(|s| s.to_vec())
+}
+
 /// The batch dimension `input` declares, if it is a fixed size rather than left open.
 fn declared_batch(session: &Session, input: &str) -> Option<usize> {
-    let declared = session
-        .inputs()
-        .iter()
-        .find(|o| o.name() == input)?
-        .dtype()
-        .tensor_shape()?
-        .first()
-        .copied()?;
+    let declared = *declared_shape(session.inputs(), input)?.first()?;
     usize::try_from(declared).ok().filter(|&n| n > 0)
 }
 
