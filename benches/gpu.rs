@@ -91,11 +91,7 @@ fn main() {
         write_wav(&mono16, &long, 16000, 1);
         if want("e2e") {
             let stereo48 = dir.join("long-48k-stereo.wav");
-            let stereo: Vec<f32> = common::long_recordings(48000)
-                .iter()
-                .flat_map(|&s| [s, 0.8 * s])
-                .collect();
-            write_wav(&stereo48, &stereo, 48000, 2);
+            support::write_long_48k_stereo(&stereo48);
             end_to_end(
                 &[&mono16, &stereo48],
                 &float,

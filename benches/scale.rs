@@ -45,12 +45,7 @@ fn main() {
     let mono16 = dir.join("long-16k-mono.wav");
     let stereo48 = dir.join("long-48k-stereo.wav");
     write_wav(&mono16, &long, 16000, 1);
-    // The same recordings as a broadcast chain has them: 48 kHz stereo (right channel 0.8×).
-    let stereo: Vec<f32> = common::long_recordings(48000)
-        .iter()
-        .flat_map(|&s| [s, 0.8 * s])
-        .collect();
-    write_wav(&stereo48, &stereo, 48000, 2);
+    support::write_long_48k_stereo(&stereo48);
     let raw = dir.join("long-16k-mono.f32");
     std::fs::write(
         &raw,

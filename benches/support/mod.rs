@@ -41,6 +41,16 @@ pub fn write_wav(path: &Path, samples: &[f32], rate: u32, channels: u16) {
     w.finalize().unwrap();
 }
 
+/// ../shared/audio/long as a broadcast chain has it: 48 kHz stereo (right channel 0.8×), as a
+/// 16-bit WAV at `path`.
+pub fn write_long_48k_stereo(path: &Path) {
+    let stereo: Vec<f32> = crate::common::long_recordings(48000)
+        .iter()
+        .flat_map(|&s| [s, 0.8 * s])
+        .collect();
+    write_wav(path, &stereo, 48000, 2);
+}
+
 /// The log-mel patch of every complete window at YAMNet's hop.
 pub fn features_of(audio: &[f32]) -> Vec<Vec<f32>> {
     let mut frontend = Frontend::new(FrontendConfig::yamnet(), 16000, 1).unwrap();
