@@ -9,29 +9,9 @@
 
 use super::fft_resampler::FftResampler;
 
-/// Output frames per FFT block, at least. The output block sets the anti-aliasing filter's
-/// transition width: 256-frame blocks start attenuating at 6 kHz for 48 kHz input, dulling the
-/// 7-7.5 kHz band YAMNet's top mel bands need; 512 keeps the passband flat to 7.5 kHz for every
-/// input rate (tested in `passband_reaches_the_top_mel_band`).
-const MIN_BLOCK_OUT: usize = 512;
-
-/// Input and output frames per block: a power-of-two number of the smallest whole-ratio
-/// blocks, so both FFT sizes factor into small primes (3·512 in, 512 out for 48 kHz; a size
-/// such as 3·683 makes rustfft fall back to algorithms ten times slower).
-fn block_sizes(input_rate: u32, output_rate: u32) -> (usize, usize) {
-    let g = gcd(input_rate, output_rate);
-    let (unit_in, unit_out) = ((input_rate / g) as usize, (output_rate / g) as usize);
-    let units = MIN_BLOCK_OUT.div_ceil(unit_out).next_power_of_two();
-    (unit_in * units, unit_out * units)
-}
-
 /// Consumed input blocks kept before the buffer is compacted: moving what is left (less than a
 /// block) once every few blocks instead of copying all input into the buffer.
 const COMPACT_AFTER_BLOCKS: usize = 4;
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 { a } else { gcd(b, a % b) }
-}
 
 pub struct StreamResampler {
     inner: FftResampler,
@@ -54,8 +34,7 @@ impl StreamResampler {
                 "cannot resample {input_rate} Hz to {output_rate} Hz: rates must be positive"
             ));
         }
-        let (block_in, block_out) = block_sizes(input_rate, output_rate);
-        let inner = FftResampler::new(block_in, block_out);
+        let inner = FftResampler::new(input_rate, output_rate);
         let skip = inner.delay();
         Ok(Self {
             inner,
