@@ -76,7 +76,7 @@ fn kaiser_beta(attenuation_db: f64) -> f64 {
 /// The filter's taps at continuous position `t` in 0..=span (tap `span / 2` is the centre):
 /// a sinc cutting off at `cutoff` cycles per input sample under a Kaiser window. The taps are
 /// its values at whole `t`; tests evaluate it between them too.
-pub(crate) fn kernel(t: f64, span: f64, cutoff: f64, beta: f64) -> f64 {
+fn kernel(t: f64, span: f64, cutoff: f64, beta: f64) -> f64 {
     let r = 2.0 * t / span - 1.0;
     if !(-1.0..=1.0).contains(&r) {
         return 0.0;
@@ -93,19 +93,19 @@ pub(crate) fn kernel(t: f64, span: f64, cutoff: f64, beta: f64) -> f64 {
 /// The anti-aliasing filter's design for a rate pair: where it cuts off, its window, and how
 /// many input samples it spans (taps `span + 1`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct FilterDesign {
+struct FilterDesign {
     /// Cycles per input sample.
-    pub cutoff: f64,
-    pub beta: f64,
-    pub span: usize,
+    cutoff: f64,
+    beta: f64,
+    span: usize,
 }
 
 impl FilterDesign {
-    /// The lower Nyquist frequency in cycles per input sample, and the span Kaiser's length
-    /// formula asks for with 6 % to spare (the formula is a little optimistic; the spare is
-    /// checked in `the_filter_meets_its_specification`), rounded up to whole units of the rate
-    /// ratio (`unit_in` input samples for `unit_out` output frames) whose half is a whole
-    /// number of output frames: the delay.
+    /// Cuts off midway between the passband edge and the lower Nyquist frequency. Spans what
+    /// Kaiser's length formula asks for with 6 % to spare (the formula is a little optimistic;
+    /// `the_filter_meets_its_specification` checks the spare), rounded up to whole units of the
+    /// rate ratio (`unit_in` input samples for `unit_out` output frames) whose half, the
+    /// delay, is a whole number of output frames.
     fn new(input_rate: u32, output_rate: u32, unit_in: usize, unit_out: usize) -> Self {
         let nyquist = input_rate.min(output_rate) as f64 / 2.0 / input_rate as f64;
         let transition = nyquist * (1.0 - PASSBAND_EDGE);
@@ -120,7 +120,7 @@ impl FilterDesign {
     }
 
     /// The taps, normalised to unit DC gain.
-    pub fn taps(&self) -> Vec<f64> {
+    fn taps(&self) -> Vec<f64> {
         let span = self.span as f64;
         let taps: Vec<f64> = (0..=self.span)
             .map(|n| kernel(n as f64, span, self.cutoff, self.beta))
