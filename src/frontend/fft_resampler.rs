@@ -74,8 +74,9 @@ fn kaiser_beta(attenuation_db: f64) -> f64 {
 }
 
 /// The filter's taps at continuous position `t` in 0..=span (tap `span / 2` is the centre):
-/// a sinc cutting off at `cutoff` cycles per input sample under a Kaiser window. The taps are
-/// its values at whole `t`; tests evaluate it between them too.
+/// a sinc cutting off at `cutoff` cycles per input sample under a Kaiser window, up to a
+/// constant factor that every use normalises away (so `I0(β)` is not computed per tap). The
+/// taps are its values at whole `t`; tests evaluate it between them too.
 fn kernel(t: f64, span: f64, cutoff: f64, beta: f64) -> f64 {
     let r = 2.0 * t / span - 1.0;
     if !(-1.0..=1.0).contains(&r) {
@@ -87,7 +88,7 @@ fn kernel(t: f64, span: f64, cutoff: f64, beta: f64) -> f64 {
     } else {
         (PI * x).sin() / (PI * x)
     };
-    2.0 * cutoff * sinc * bessel_i0(beta * (1.0 - r * r).sqrt()) / bessel_i0(beta)
+    sinc * bessel_i0(beta * (1.0 - r * r).sqrt())
 }
 
 /// The anti-aliasing filter's design for a rate pair: where it cuts off, its window, and how
