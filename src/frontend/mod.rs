@@ -407,11 +407,17 @@ impl Frontend {
     }
 
     /// Drops samples before model-rate position `pos`, which no future frame or window needs.
+    ///
+    /// Only once they are at least as many as the samples kept: a window's samples stay until
+    /// it completes, so dropping at every buffer would move most of a window per buffer.
+    /// This way each sample moves at most once, and the buffer stays under twice the kept size.
     fn trim_samples(&mut self, pos: u64) {
         if pos > self.samples_base {
             let drop = ((pos - self.samples_base) as usize).min(self.samples.len());
-            self.samples.drain(..drop);
-            self.samples_base += drop as u64;
+            if drop >= self.samples.len() - drop {
+                self.samples.drain(..drop);
+                self.samples_base += drop as u64;
+            }
         }
     }
 }

@@ -94,6 +94,33 @@ fn empty_stream_gives_nothing() {
 }
 
 #[test]
+fn buffered_samples_stay_bounded_on_a_long_stream() {
+    // Log-mel and waveform, a hop shorter and one longer than the window, 20 ms buffers.
+    let x = noise(16000 * 60, 8);
+    for config in [
+        FrontendConfig::yamnet(),
+        FrontendConfig::yamnet().with_hop_samples(32000),
+        FrontendConfig {
+            input: InputKind::Waveform,
+            ..FrontendConfig::yamnet()
+        },
+    ] {
+        let bound = 2 * (config.window_samples.max(config.hop_samples) + 320);
+        let mut f = Frontend::new(config, 16000, 1).unwrap();
+        let (mut out, mut largest) = (Vec::new(), 0);
+        for chunk in x.chunks(320) {
+            f.push(chunk, &mut out);
+            largest = largest.max(f.samples.len());
+        }
+        assert!(
+            largest <= bound,
+            "{largest} samples buffered, bound {bound}"
+        );
+        assert!(out.len() >= 29, "{} windows", out.len());
+    }
+}
+
+#[test]
 fn hop_longer_than_the_window_skips_audio_in_between() {
     let cfg = FrontendConfig::yamnet().with_hop_samples(32000);
     assert_eq!(cfg.hop_samples, 32000);
