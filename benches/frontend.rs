@@ -81,6 +81,16 @@ fn benches(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    g.bench_function("downmix_48k_stereo_s16", |b| {
+        let mut mono = Vec::with_capacity(1024);
+        b.iter(|| {
+            for chunk in stereo_48k_s16.chunks(2048) {
+                mono.clear();
+                downmix::downmix_into(chunk, 2, &mut mono);
+            }
+            black_box(mono.len())
+        })
+    });
     g.bench_function("whole_48k_stereo", |b| {
         b.iter(|| black_box(run_frontend(&stereo_48k, 48000, 2)))
     });

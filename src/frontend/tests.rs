@@ -2,7 +2,8 @@
 
 use super::*;
 
-fn noise(n: usize, seed: u64) -> Vec<f32> {
+/// Uniform in [-0.5, 0.5).
+pub(super) fn noise(n: usize, seed: u64) -> Vec<f32> {
     let mut x = seed | 1;
     (0..n)
         .map(|_| {
