@@ -81,18 +81,46 @@ fn f32le_odd_rate_three_channels() {
     assert_bit_exact("F32LE", 4, 11025, 3);
 }
 
+fn sink_template_caps() -> gst::Caps {
+    common::init();
+    let element = gst::ElementFactory::make("audiotagger").build().unwrap();
+    element.static_pad("sink").unwrap().pad_template_caps()
+}
+
 #[test]
 fn unsupported_format_is_refused() {
-    common::init();
-    let pad = gst::ElementFactory::make("audiotagger")
-        .build()
-        .unwrap()
-        .static_pad("sink")
-        .unwrap();
-    let tmpl = pad.pad_template_caps();
+    let tmpl = sink_template_caps();
     assert!(tmpl.can_intersect(&caps("F32LE", 16000, 1)));
     assert!(!tmpl.can_intersect(&caps("U8", 16000, 1)));
     assert!(!tmpl.can_intersect(&caps("S16BE", 16000, 1)));
+}
+
+#[test]
+fn rates_above_the_bound_are_refused_and_audioresample_bridges_them() {
+    let max = gstaudiotagger::frontend::MAX_INPUT_RATE as i32;
+    let tmpl = sink_template_caps();
+    assert!(tmpl.can_intersect(&caps("S16LE", 1, 1)));
+    assert!(tmpl.can_intersect(&caps("S16LE", max, 2)));
+    assert!(!tmpl.can_intersect(&caps("S16LE", max + 1, 2)));
+    // What the README says to do above it: audioresample brings a 10 MHz stream into range.
+    let windows = common::run_pipeline(
+        "audiotestsrc num-buffers=2 samplesperbuffer=10000000 wave=pink-noise \
+         ! audio/x-raw,rate=10000000,channels=1 ! audioresample quality=0 ! audiotagger \
+         ! fakesink",
+    );
+    // 2 s of audio: three whole windows and the one EOS pads, every 0.48 s.
+    let starts: Vec<(u64, bool)> = windows
+        .iter()
+        .map(|w| {
+            let t: u64 = w.get("timestamp").unwrap();
+            (t / 10_000_000, w.get("partial").unwrap())
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        [(0, false), (48, false), (96, false), (144, true)],
+        "window starts (10 ms) and partial flags"
+    );
 }
 
 #[test]

@@ -1439,6 +1439,7 @@ impl AudioFilterImpl for AudioTagger {
                     gst_audio::AudioFormat::F32le,
                     gst_audio::AudioFormat::F64le,
                 ])
+                .rate_range(1..=crate::frontend::MAX_INPUT_RATE as i32)
                 .build()
         });
         &CAPS

@@ -15,7 +15,7 @@ pub mod resample;
 
 pub use downmix::Sample;
 pub use mel::{LogMel, MelParams};
-pub use resample::StreamResampler;
+pub use resample::{MAX_INPUT_RATE, StreamResampler};
 
 /// Whether the hot loops' AVX2 builds can run here. They are the portable code compiled with
 /// more lanes, chosen at run time, so one plugin binary serves every x86-64 CPU.

@@ -220,6 +220,19 @@ fn bad_configurations_are_refused() {
 }
 
 #[test]
+fn input_rates_above_the_bound_are_refused_naming_the_fix() {
+    let too_high = super::MAX_INPUT_RATE + 1;
+    let err = Frontend::new(FrontendConfig::yamnet(), too_high, 1)
+        .err()
+        .expect("a rate above the bound is refused");
+    assert!(
+        err.contains(&too_high.to_string()) && err.contains("audioresample"),
+        "{err}"
+    );
+    assert!(Frontend::new(FrontendConfig::yamnet(), super::MAX_INPUT_RATE, 2).is_ok());
+}
+
+#[test]
 fn nan_input_is_counted_and_silenced() {
     let mut f = Frontend::new(FrontendConfig::yamnet(), 16000, 1).unwrap();
     let mut x = noise(16000, 9);
