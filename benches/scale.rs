@@ -10,7 +10,9 @@
 //!    (`benches/tflite_reference.py`), timed twice: the model alone on the audio already at
 //!    16 kHz mono, and the whole Python pipeline (read, downmix, soxr, model) on each WAV.
 //! 4. N live streams in one process (appsrc at real-time pace, 20 ms buffers, mode=live): CPU
-//!    use, skipped windows, and the latency from a window's last sample to its bus message.
+//!    use, skipped windows, the latency from a window's last sample to its bus message, and
+//!    how much resident memory the streams and their shared session took. `-- live` runs
+//!    only these.
 //!
 //! Throughput figures are medians of three rounds; ratios are taken within each round.
 //!
@@ -42,6 +44,11 @@ fn main() {
     let long = common::long_recordings(16000);
     let seconds = long.len() as f64 / 16000.0;
     println!("audio: ../shared/audio/long concatenated, {seconds:.0} s");
+    if std::env::args().skip(1).any(|a| a == "live") {
+        // `cargo bench --bench scale -- live`: the live streams alone (about 4 minutes).
+        live(&float, &long);
+        return;
+    }
     let mono16 = dir.join("long-16k-mono.wav");
     let stereo48 = dir.join("long-48k-stereo.wav");
     write_wav(&mono16, &long, 16000, 1);
@@ -174,11 +181,15 @@ fn main() {
         );
     }
 
+    live(&float, &long);
+}
+
+fn live(model: &Path, audio: &[f32]) {
     println!(
         "\n== Live streams: appsrc at real time ({BUFFER_MS} ms buffers, {LIVE_SECONDS} s) ! \
          audiotagger mode=live threads=2 ! fakesink, float model"
     );
-    support::live_table(&float, "threads=2", LIVE_SECONDS, &long);
+    support::live_table(model, "threads=2", LIVE_SECONDS, audio);
 }
 
 fn python_reference(root: &Path, audio: &Path, threads: u32) -> (f64, u64) {

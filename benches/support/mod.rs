@@ -188,6 +188,9 @@ pub struct LiveResult {
     pub skipped: u64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Growth of the process's resident memory from before the pipelines were built to the
+    /// end of the run: the streams, their elements and one shared model session.
+    pub memory_mib: f64,
 }
 
 fn cpu_time() -> Duration {
@@ -198,6 +201,23 @@ fn cpu_time() -> Duration {
         Duration::from_secs(t.sec as u64) + Duration::from_micros(t.usec as u64)
     };
     tv(usage.utime) + tv(usage.stime)
+}
+
+/// This process's resident memory (`VmRSS`), MiB.
+fn resident_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+            kib.trim().trim_end_matches("kB").trim().parse::<f64>().ok()
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+unsafe extern "C" {
+    /// glibc: hands freed heap back to the system, so the next run's growth starts from what
+    /// is in use rather than from what an earlier run left cached.
+    fn malloc_trim(pad: usize) -> i32;
 }
 
 /// Just enough of `getrusage(2)` (x86-64/aarch64 Linux layout) for the process's CPU time.
@@ -231,6 +251,9 @@ pub fn live_streams(
     audio: &[f32],
     staggered: bool,
 ) -> LiveResult {
+    // SAFETY: malloc_trim only releases free heap pages.
+    unsafe { malloc_trim(0) };
+    let memory_before = resident_mib();
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let buffer = (16000 * BUFFER_MS / 1000) as usize;
     let total_buffers = (seconds * 1000 / BUFFER_MS) as usize;
@@ -315,6 +338,7 @@ pub fn live_streams(
     std::thread::sleep(Duration::from_millis(500));
     let cpu = cpu_time() - cpu_before;
     let wall = wall_before.elapsed();
+    let memory_mib = resident_mib() - memory_before;
     let skipped = taggers
         .iter()
         .map(|t| t.property::<u64>("windows-skipped"))
@@ -331,26 +355,28 @@ pub fn live_streams(
         skipped,
         p99_ms: pct(0.99).copied().unwrap_or(f64::NAN),
         max_ms: l.last().copied().unwrap_or(f64::NAN),
+        memory_mib,
     }
 }
 
 /// Prints the live-stream table: 8, 32 and 128 streams, staggered then in lockstep.
 pub fn live_table(model: &Path, properties: &str, seconds: u64, audio: &[f32]) {
     println!(
-        "{:>7} {:>10} {:>12} {:>10} {:>12} {:>12} {:>10}",
-        "streams", "starts", "CPU (cores)", "windows", "skipped", "p99 latency", "max"
+        "{:>7} {:>10} {:>12} {:>10} {:>12} {:>12} {:>10} {:>12}",
+        "streams", "starts", "CPU (cores)", "windows", "skipped", "p99 latency", "max", "memory"
     );
     for staggered in [true, false] {
         for n in [8, 32, 128] {
             let r = live_streams(model, properties, n, seconds, audio, staggered);
             println!(
-                "{n:>7} {:>10} {:>12.2} {:>10} {:>12} {:>9.1} ms {:>7.1} ms",
+                "{n:>7} {:>10} {:>12.2} {:>10} {:>12} {:>9.1} ms {:>7.1} ms {:>8.0} MiB",
                 if staggered { "staggered" } else { "lockstep" },
                 r.cpu_cores,
                 r.windows,
                 r.skipped,
                 r.p99_ms,
-                r.max_ms
+                r.max_ms,
+                r.memory_mib
             );
         }
     }
