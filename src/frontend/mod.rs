@@ -410,7 +410,8 @@ impl Frontend {
     ///
     /// Only once they are at least as many as the samples kept: a window's samples stay until
     /// it completes, so dropping at every buffer would move most of a window per buffer.
-    /// This way each sample moves at most once, and the buffer stays under twice the kept size.
+    /// This way the samples moved never outnumber the samples dropped, and the buffer stays
+    /// under twice the kept size.
     fn trim_samples(&mut self, pos: u64) {
         if pos > self.samples_base {
             let drop = ((pos - self.samples_base) as usize).min(self.samples.len());
