@@ -11,15 +11,6 @@ use gst::prelude::*;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn an_hour_of_real_audio_keeps_memory_flat() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -59,7 +50,7 @@ fn an_hour_of_real_audio_keeps_memory_flat() {
                 }
             }
             if pushed % (16000 * 300) < chunk.len() as u64 {
-                samples.push((pushed / 16000 / 60, rss_kib()));
+                samples.push((pushed / 16000 / 60, common::rss_kib()));
             }
         }
     }
@@ -107,10 +98,10 @@ fn a_thousand_state_cycles_neither_fail_nor_grow() {
             );
         }
         if i == 100 {
-            rss_after_100 = rss_kib();
+            rss_after_100 = common::rss_kib();
         }
     }
-    let growth = rss_kib() as i64 - rss_after_100 as i64;
+    let growth = common::rss_kib() as i64 - rss_after_100 as i64;
     eprintln!("RSS growth over cycles 100-1000: {growth} KiB");
     assert!(growth < 8 * 1024, "RSS grew by {growth} KiB");
     keeper.set_state(gst::State::Null).unwrap();

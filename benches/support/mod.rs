@@ -203,15 +203,9 @@ fn cpu_time() -> Duration {
     tv(usage.utime) + tv(usage.stime)
 }
 
-/// This process's resident memory (`VmRSS`), MiB.
+/// This process's resident memory, MiB.
 fn resident_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-            kib.trim().trim_end_matches("kB").trim().parse::<f64>().ok()
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
+    crate::common::rss_kib() as f64 / 1024.0
 }
 
 unsafe extern "C" {

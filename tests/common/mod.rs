@@ -15,6 +15,16 @@ pub fn init() {
     });
 }
 
+/// This process's resident memory (`VmRSS`), KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
 /// Interleaved F32LE mono caps at `rate`.
 pub fn f32_mono_caps(rate: i32) -> gst::Caps {
     gst::Caps::builder("audio/x-raw")
