@@ -37,10 +37,7 @@ fn main() {
     if !support::benching() {
         return;
     }
-    let parts: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let parts = support::parts();
     let want =
         |part: &str| parts.iter().all(|p| p == "cuda-only") || parts.iter().any(|p| p == part);
     let cuda_only = parts.iter().any(|p| p == "cuda-only");

@@ -44,7 +44,7 @@ fn main() {
     let long = common::long_recordings(16000);
     let seconds = long.len() as f64 / 16000.0;
     println!("audio: ../shared/audio/long concatenated, {seconds:.0} s");
-    if std::env::args().skip(1).any(|a| a == "live") {
+    if support::parts().iter().any(|p| p == "live") {
         // `cargo bench --bench scale -- live`: the live streams alone (about 4 minutes).
         live(&float, &long);
         return;

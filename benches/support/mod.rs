@@ -20,6 +20,15 @@ pub fn benching() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
+/// The parts of a bench asked for by name after `--` (`cargo bench --bench scale -- live`):
+/// every argument that is not a flag.
+pub fn parts() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect()
+}
+
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
