@@ -70,6 +70,8 @@ pub struct ResolvedGroup {
     pub refractory_ns: u64,
     pub smoothing: Smoothing,
     pub smoothing_windows: u32,
+    /// Scored by the model's trained head classes (the preset's `head` table), not AudioSet's.
+    pub uses_head: bool,
 }
 
 fn find_labels(group: &str, names: &[String], labels: &[String]) -> Result<Vec<usize>, String> {
@@ -91,12 +93,35 @@ fn ns(seconds: f64) -> u64 {
 impl ResolvedGroup {
     pub fn resolve(spec: &GroupSpec, labels: &[String], d: &EventDefaults) -> Result<Self, String> {
         let o = &spec.overrides;
-        let (scorer, on, off, smoothing) = match &spec.kind {
-            GroupKind::Classes {
-                classes,
-                confusers,
-                confuser_margin,
-            } => {
+        let head = spec.head.as_ref().filter(|h| {
+            h.classes
+                .iter()
+                .all(|c| labels.iter().any(|l| l.eq_ignore_ascii_case(c.trim())))
+        });
+        let (scorer, on, off, smoothing) = match (&spec.kind, head) {
+            (GroupKind::Classes { .. }, Some(h)) => {
+                // The group's own thresholds are for AudioSet scores: never carried over.
+                let on = h.on_threshold.unwrap_or(d.on_threshold);
+                let off = h.off_threshold.unwrap_or(d.off_threshold).min(on);
+                (
+                    Scorer::Classes {
+                        classes: find_labels(&spec.name, &h.classes, labels)?,
+                        confusers: find_labels(&spec.name, &h.confusers, labels)?,
+                        margin: h.confuser_margin,
+                    },
+                    on,
+                    off,
+                    h.smoothing.unwrap_or(Smoothing::None),
+                )
+            }
+            (
+                GroupKind::Classes {
+                    classes,
+                    confusers,
+                    confuser_margin,
+                },
+                None,
+            ) => {
                 let on = o.on_threshold.unwrap_or(d.on_threshold);
                 // A group that raises only its onset keeps the element's offset below it.
                 let off = o.off_threshold.unwrap_or(d.off_threshold).min(on);
@@ -112,7 +137,7 @@ impl ResolvedGroup {
                 )
             }
             // A level group's score is 1 in a loud window and 0 otherwise.
-            GroupKind::Level { level_db, rise_db } => (
+            (GroupKind::Level { level_db, rise_db }, _) => (
                 Scorer::Level {
                     level_db: level_db.unwrap_or(d.loud_level_db),
                     rise_db: rise_db.unwrap_or(d.loud_rise_db),
@@ -132,6 +157,7 @@ impl ResolvedGroup {
             refractory_ns: ns(o.refractory.unwrap_or(d.refractory)),
             smoothing,
             smoothing_windows: o.smoothing_windows.unwrap_or(2),
+            uses_head: head.is_some(),
         })
     }
 }

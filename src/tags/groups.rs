@@ -40,12 +40,27 @@ pub enum GroupKind {
     },
 }
 
+/// What a class group scores on when the model carries trained heads: their classes replace the
+/// AudioSet ones, with their own confusers and thresholds (a head's scores are calibrated
+/// differently from AudioSet's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadSpec {
+    pub classes: Vec<String>,
+    pub confusers: Vec<String>,
+    pub confuser_margin: f32,
+    pub on_threshold: Option<f32>,
+    pub off_threshold: Option<f32>,
+    pub smoothing: Option<Smoothing>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSpec {
     pub name: String,
     pub description: String,
     pub kind: GroupKind,
     pub overrides: Overrides,
+    /// Used instead of `kind`'s classes when the model has every one of its classes.
+    pub head: Option<HeadSpec>,
 }
 
 /// A set of named groups.
@@ -74,6 +89,38 @@ struct GroupToml {
     smoothing_windows: Option<u32>,
     level_db: Option<f32>,
     rise_db: Option<f32>,
+    head: Option<HeadToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct HeadToml {
+    classes: Vec<String>,
+    #[serde(default)]
+    confusers: Vec<String>,
+    confuser_margin: Option<f32>,
+    on_threshold: Option<f32>,
+    off_threshold: Option<f32>,
+    smoothing: Option<String>,
+}
+
+impl HeadToml {
+    fn into_spec(self, group: &str) -> Result<HeadSpec, String> {
+        let name = format!("{group}.head");
+        if self.classes.is_empty() {
+            return Err(format!("group '{name}' lists no classes"));
+        }
+        check_thresholds(&name, self.on_threshold, self.off_threshold)?;
+        let margin = check_margin(&name, self.confuser_margin)?;
+        Ok(HeadSpec {
+            classes: self.classes,
+            confusers: self.confusers,
+            confuser_margin: margin,
+            on_threshold: self.on_threshold,
+            off_threshold: self.off_threshold,
+            smoothing: parse_smoothing_key(&name, self.smoothing.as_deref())?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -93,12 +140,39 @@ pub fn parse_smoothing(s: &str) -> Option<Smoothing> {
     }
 }
 
+fn parse_smoothing_key(group: &str, value: Option<&str>) -> Result<Option<Smoothing>, String> {
+    match value {
+        None => Ok(None),
+        Some(s) => parse_smoothing(s).map(Some).ok_or_else(|| {
+            format!("group '{group}': smoothing '{s}' is not one of none, mean, max, ema")
+        }),
+    }
+}
+
 fn check_unit(group: &str, key: &str, v: Option<f32>) -> Result<(), String> {
     match v {
         Some(x) if !(0.0..=1.0).contains(&x) => {
             Err(format!("group '{group}': {key} = {x} is outside 0..1"))
         }
         _ => Ok(()),
+    }
+}
+
+fn check_thresholds(group: &str, on: Option<f32>, off: Option<f32>) -> Result<(), String> {
+    check_unit(group, "on-threshold", on)?;
+    check_unit(group, "off-threshold", off)?;
+    match (on, off) {
+        (Some(on), Some(off)) if off > on => Err(format!(
+            "group '{group}': off-threshold {off} is above on-threshold {on}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_margin(group: &str, margin: Option<f32>) -> Result<f32, String> {
+    match margin.unwrap_or(1.0) {
+        m if m.is_finite() && m >= 0.0 => Ok(m),
+        _ => Err(format!("group '{group}': confuser-margin must be >= 0")),
     }
 }
 
@@ -118,24 +192,11 @@ impl GroupToml {
                 "group name '{name}' must be non-empty, without commas, semicolons or outer spaces"
             ));
         }
-        check_unit(name, "on-threshold", self.on_threshold)?;
-        check_unit(name, "off-threshold", self.off_threshold)?;
-        if let (Some(on), Some(off)) = (self.on_threshold, self.off_threshold)
-            && off > on
-        {
-            return Err(format!(
-                "group '{name}': off-threshold {off} is above on-threshold {on}"
-            ));
-        }
+        check_thresholds(name, self.on_threshold, self.off_threshold)?;
         check_seconds(name, "min-duration", self.min_duration)?;
         check_seconds(name, "hold", self.hold)?;
         check_seconds(name, "refractory", self.refractory)?;
-        let smoothing = match self.smoothing.as_deref() {
-            None => None,
-            Some(s) => Some(parse_smoothing(s).ok_or_else(|| {
-                format!("group '{name}': smoothing '{s}' is not one of none, mean, max, ema")
-            })?),
-        };
+        let smoothing = parse_smoothing_key(name, self.smoothing.as_deref())?;
         if self.smoothing_windows == Some(0) {
             return Err(format!(
                 "group '{name}': smoothing-windows must be at least 1"
@@ -151,10 +212,7 @@ impl GroupToml {
                         "group '{name}': level-db and rise-db belong to kind = \"level\" groups"
                     ));
                 }
-                let margin = self.confuser_margin.unwrap_or(1.0);
-                if !(margin.is_finite() && margin >= 0.0) {
-                    return Err(format!("group '{name}': confuser-margin must be >= 0"));
-                }
+                let margin = check_margin(name, self.confuser_margin)?;
                 GroupKind::Classes {
                     classes: self.classes,
                     confusers: self.confusers,
@@ -162,9 +220,9 @@ impl GroupToml {
                 }
             }
             "level" => {
-                if !self.classes.is_empty() || !self.confusers.is_empty() {
+                if !self.classes.is_empty() || !self.confusers.is_empty() || self.head.is_some() {
                     return Err(format!(
-                        "group '{name}' is kind = \"level\" and takes no classes or confusers"
+                        "group '{name}' is kind = \"level\" and takes no classes, confusers or head"
                     ));
                 }
                 for (key, v) in [("level-db", self.level_db), ("rise-db", self.rise_db)] {
@@ -185,10 +243,12 @@ impl GroupToml {
                 ));
             }
         };
+        let head = self.head.map(|h| h.into_spec(name)).transpose()?;
         Ok(GroupSpec {
             name: name.to_string(),
             description: self.description,
             kind,
+            head,
             overrides: Overrides {
                 on_threshold: self.on_threshold,
                 off_threshold: self.off_threshold,
@@ -290,6 +350,21 @@ mod tests {
             assert!(classes.iter().any(|x| x == c), "{c}");
         }
         assert!(confusers.iter().any(|x| x == "Fireworks"));
+        // Every detection group has a head table, and fireworks is a group of its own that the
+        // gunshot head must beat.
+        for name in [
+            "gunshot",
+            "glass",
+            "scream",
+            "siren",
+            "dog",
+            "baby-cry",
+            "fireworks",
+        ] {
+            assert!(p.groups[name].head.is_some(), "{name} has no head table");
+        }
+        let head = p.groups["gunshot"].head.as_ref().unwrap();
+        assert_eq!(head.confusers, ["head/fireworks"]);
         assert!(matches!(p.groups["loud"].kind, GroupKind::Level { .. }));
     }
 
@@ -338,6 +413,18 @@ mod tests {
             ("[group.\"a,b\"]\nclasses = [\"Dog\"]\n", "commas"),
             ("[group.a]\nclasses = \"Dog\"\n", "classes"),
             ("[group.a]\nclasses = [\"Dog\"]\nhold = -1.0\n", "hold"),
+            (
+                "[group.a]\nclasses = [\"Dog\"]\n[group.a.head]\nclasses = []\n",
+                "'a.head' lists no classes",
+            ),
+            (
+                "[group.a]\nclasses = [\"Dog\"]\n[group.a.head]\nclasses = [\"head/dog\"]\non-threshold = 2.0\n",
+                "outside 0..1",
+            ),
+            (
+                "[group.a]\nkind = \"level\"\n[group.a.head]\nclasses = [\"head/dog\"]\n",
+                "takes no classes, confusers or head",
+            ),
         ] {
             let err = Preset::parse(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");

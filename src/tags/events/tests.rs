@@ -387,3 +387,68 @@ fn every_shipped_group_resolves_against_yamnet() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+#[test]
+fn a_group_scores_on_its_head_classes_when_the_model_has_them() {
+    let preset = Preset::parse(
+        "[group.gunshot]\nclasses = [\"Gunshot, gunfire\"]\non-threshold = 0.15\n\
+         [group.gunshot.head]\nclasses = [\"head/gunshot\"]\nconfusers = [\"head/fireworks\"]\n\
+         on-threshold = 0.8\n",
+    )
+    .unwrap();
+    let spec = &preset.groups["gunshot"];
+    let d = EventDefaults::default();
+    // A model without heads: the AudioSet classes and their threshold.
+    let plain = ResolvedGroup::resolve(spec, &labels(), &d).unwrap();
+    assert!(!plain.uses_head);
+    assert_eq!(plain.on_threshold, 0.15);
+    // With heads: the head's classes, confusers and threshold; the AudioSet threshold is not
+    // carried over, the element's off-threshold is.
+    let mut with_heads = labels();
+    with_heads.extend(["head/gunshot".to_string(), "head/fireworks".to_string()]);
+    let head = ResolvedGroup::resolve(spec, &with_heads, &d).unwrap();
+    assert!(head.uses_head);
+    assert_eq!(
+        (head.on_threshold, head.off_threshold),
+        (0.8, d.off_threshold)
+    );
+    let mut det = EventDetector::new();
+    let mut out = Vec::new();
+    det.configure(vec![head], &mut out);
+    let window = |i: u64, shot: f32, fireworks: f32, audioset: f32| {
+        let mut s = vec![0.0; with_heads.len()];
+        s[1] = audioset;
+        s[4] = shot;
+        s[5] = fireworks;
+        (i * HOP, s)
+    };
+    // AudioSet's gunshot score alone starts nothing; the head beating fireworks does; the head
+    // below its fireworks class does not.
+    for (i, (shot, fw, audioset)) in [
+        (0.0, 0.0, 0.9),
+        (0.0, 0.0, 0.0),
+        (0.9, 0.95, 0.0),
+        (0.0, 0.0, 0.0),
+        (0.9, 0.1, 0.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (start, scores) = window(i as u64, shot, fw, audioset);
+        det.push(
+            &Observation {
+                start,
+                end: start + WIN,
+                scores: Some(&scores),
+                level: level(-20.0),
+            },
+            &mut out,
+        );
+    }
+    let starts: Vec<u64> = out
+        .iter()
+        .filter(|e| e.phase == Phase::Start)
+        .map(|e| e.peak_at)
+        .collect();
+    assert_eq!(starts, [4 * HOP]);
+}
