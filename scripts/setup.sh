@@ -59,6 +59,14 @@ if [ ! -s models/yamnet.onnx ] || [ ! -s models/yamnet-int8.onnx ] \
   .venv/bin/python models/convert_yamnet.py "$tflite" --labels "$labels" -o models/yamnet.onnx \
     --int8 models/yamnet-int8.onnx
 fi
+# The security heads, trained on ../shared/train over the float model's features (seeded: the
+# same data gives the same head); models/heads.md says how and what they measure.
+heads=models/yamnet-heads.onnx
+if [ -d "$shared/train" ] && { [ ! -s "$heads" ] || [ models/yamnet.onnx -nt "$heads" ] \
+   || [ -n "$(find models -name 'heads_*.py' -newer "$heads")" ] || [ models/train_heads.py -nt "$heads" ]; }; then
+  log "training the heads on $shared/train into $heads (a few minutes)"
+  .venv/bin/python models/train_heads.py --data "$shared/train" --backbone models/yamnet.onnx -o "$heads"
+fi
 fixtures=tests/fixtures/generated/index.json
 if [ -d "$shared/audio" ] && { [ ! -s "$fixtures" ] || [ models/yamnet.onnx -nt "$fixtures" ] \
    || [ models/make_fixtures.py -nt "$fixtures" ] || [ models/yamnet_reference.py -nt "$fixtures" ]; }; then

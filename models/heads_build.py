@@ -1,0 +1,130 @@
+"""Augmented windows for the heads: events mixed into real backgrounds at many SNRs, gains and
+offsets, look-alikes mixed the same way as negatives, and backgrounds alone; then the backbone's
+features of every window."""
+from __future__ import annotations
+
+import numpy as np
+
+import heads_data as hd
+
+# Input views the heads can be trained on, each computed from the backbone's tensors.
+# "layer14" keeps the six time-frequency positions of the last convolution for attention pooling;
+# the fusion views pool a middle and the last layer over time with mean + max ([002] eq. 3).
+MIDDLE = "layer12_pointwise_conv"
+LAST = "layer14_pointwise_conv"
+TAPS = ("logits", MIDDLE, LAST)
+
+
+def pooled_views(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    last = raw[LAST]  # [n, 1024, 3, 2]
+    middle = raw[MIDDLE]  # [n, 512, 6, 4]
+    n = last.shape[0]
+
+    def mean_max_over_time(x: np.ndarray) -> np.ndarray:  # [n, C, T, F] -> [n, C*F]
+        x = x.transpose(0, 2, 1, 3).reshape(n, x.shape[2], -1)
+        return x.mean(axis=1) + x.max(axis=1)
+
+    return {
+        "scores": raw["scores"],
+        "logits": raw["logits"],
+        "embedding": raw["embedding"].astype(np.float16),
+        "positions": last.reshape(n, last.shape[1], -1).transpose(0, 2, 1).astype(np.float16),  # [n, 6, 1024]
+        "fusion": np.concatenate([mean_max_over_time(middle), mean_max_over_time(last)], axis=1).astype(np.float16),
+    }
+
+
+class Builder:
+    """Makes windows and labels from clips, deterministic for a given seed and clip order."""
+
+    def __init__(self, classes: dict[str, list[str]], backgrounds: list[np.ndarray], seed: int,
+                 snr_range=(-5.0, 25.0), clean_fraction: float = 0.15):
+        self.classes = classes
+        self.label_to_class = {lab: k for k, labs in enumerate(classes.values()) for lab in labs}
+        self.backgrounds = backgrounds
+        self.rng = np.random.default_rng(seed)
+        self.snr_range = snr_range
+        self.clean_fraction = clean_fraction
+
+    def background(self, n: int) -> np.ndarray:
+        bg = self.backgrounds[self.rng.integers(len(self.backgrounds))]
+        idx = (self.rng.integers(bg.size) + np.arange(n)) % bg.size
+        return bg[idx].astype(np.float32)
+
+    def mixtures(self, clip: hd.Clip, copies: int):
+        """(windows [m, 15600], labels [m, K] in {-1, 0, 1}, snr per window) for `copies`
+        mixtures of `clip`, each in a random background at a random SNR, offset and level."""
+        k = len(self.classes)
+        target = self.label_to_class.get(clip.label)
+        event = clip.audio
+        wins, labs, snrs = [], [], []
+        for _ in range(copies):
+            lead = int(self.rng.uniform(0.1, 0.9) * hd.RATE)
+            n = max(lead + event.size + int(0.3 * hd.RATE), hd.WINDOW + hd.TRAIN_HOP * 4)
+            clean = self.rng.random() < self.clean_fraction
+            snr = None if clean else float(self.rng.uniform(*self.snr_range))
+            mixture, track = hd.mix(self.background(n), event, lead, snr)
+            hd.scale_to_peak(mixture, track, peak_db=float(self.rng.uniform(-35.0, -1.0)))
+            starts = hd.window_starts(n)
+            lab = np.zeros((len(starts), k), np.int8)
+            if target is not None:
+                lab[:, target] = hd.window_labels(track, mixture, starts)
+            wins.append(np.stack([mixture[s: s + hd.WINDOW] for s in starts]))
+            labs.append(lab)
+            snrs.append(np.full(len(starts), np.nan if snr is None else snr, np.float32))
+        return np.concatenate(wins), np.concatenate(labs), np.concatenate(snrs)
+
+    def alone(self, audio: np.ndarray, hop: int = hd.TRAIN_HOP * 2):
+        """A background's own windows: negatives for every class."""
+        if audio.size < hd.WINDOW:
+            audio = np.pad(audio, (0, hd.WINDOW - audio.size))
+        starts = hd.window_starts(audio.size, hop)
+        wins = np.stack([audio[s: s + hd.WINDOW] for s in starts]).astype(np.float32)
+        return wins, np.zeros((len(starts), len(self.classes)), np.int8), np.full(len(starts), np.nan, np.float32)
+
+
+def copies_for(n_clips: int, per_label: int) -> int:
+    """Mixtures per clip so that each label gets about `per_label` mixtures, 1 to 12 per clip."""
+    return int(np.clip(round(per_label / max(n_clips, 1)), 1, 12))
+
+
+def build_features(backbone: hd.Backbone, builder: Builder, events: list[hd.Clip],
+                   backgrounds_alone: list[np.ndarray], per_label: int, log=print) -> dict[str, np.ndarray]:
+    """Features, labels and SNRs of every window made from `events` (targets and look-alikes,
+    each mixed `copies_for` times) and `backgrounds_alone`."""
+    by_label: dict[str, int] = {}
+    for c in events:
+        by_label[c.label] = by_label.get(c.label, 0) + 1
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    pending_w, pending = [], []
+
+    def flush():
+        if not pending_w:
+            return
+        raw = backbone.features(np.concatenate(pending_w))
+        views = pooled_views(raw)
+        for key in ("labels", "snr", "clip"):
+            views[key] = np.concatenate([p[key] for p in pending])
+        parts.append(views)
+        pending_w.clear()
+        pending.clear()
+
+    total = 0
+    for i, clip in enumerate(events):
+        # Look-alikes are many labels: half as many mixtures each keeps the classes' share.
+        share = per_label if clip.label in builder.label_to_class else per_label // 2
+        w, lab, snr = builder.mixtures(clip, copies_for(by_label[clip.label], share))
+        pending_w.append(w)
+        pending.append({"labels": lab, "snr": snr, "clip": np.full(len(w), i, np.int32)})
+        total += len(w)
+        if sum(len(x) for x in pending_w) >= 1024:
+            flush()
+    for j, audio in enumerate(backgrounds_alone):
+        w, lab, snr = builder.alone(audio)
+        pending_w.append(w)
+        pending.append({"labels": lab, "snr": snr, "clip": np.full(len(w), -1 - j, np.int32)})
+        total += len(w)
+        if sum(len(x) for x in pending_w) >= 1024:
+            flush()
+    flush()
+    log(f"  {total} windows from {len(events)} clips and {len(backgrounds_alone)} backgrounds")
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -1,0 +1,146 @@
+"""The heads: small classifiers over the frozen backbone's per-window tensors, trained with JAX
+on the CPU (seeded, full determinism on a given machine), exported as ONNX nodes that read the
+backbone's own tensors so that backbone and head run as one graph.
+
+Kinds (each measured by `train_heads.py --compare`):
+- linear:    logistic regression on the 1024-d embedding.
+- mlp:       one hidden layer of 256 ReLU units on the embedding.
+- attention: per-class attention pooling over the last convolution's six time-frequency
+             positions ([003] eq. 22): y = sum_i softmax(v(x_i)) * sigmoid(f(x_i)).
+- fusion:    logistic regression on mean + max over time of a middle and the last layer ([002]).
+A `+scores` suffix adds the backbone's 521 AudioSet log-odds to the input, so the head keeps what
+AudioSet training knows (fireworks, slams, bells) in its decision.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KINDS = ("linear", "linear+scores", "mlp", "mlp+scores", "attention", "fusion", "fusion+scores")
+
+
+@dataclass
+class Head:
+    kind: str
+    params: dict[str, np.ndarray]
+    mean: np.ndarray  # input standardisation
+    std: np.ndarray
+    score_mean: np.ndarray | None = None
+    score_std: np.ndarray | None = None
+
+
+# The AudioSet log-odds a `+scores` head reads, clipped as the exported graph clips them.
+LOGIT_CLIP = 14.0
+
+
+def view(kind: str) -> str:
+    base = kind.split("+")[0]
+    return {"linear": "embedding", "mlp": "embedding", "attention": "positions", "fusion": "fusion"}[base]
+
+
+def inputs(kind: str, feats: dict[str, np.ndarray], idx: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray | None]:
+    x = feats[view(kind)][idx].astype(np.float32)
+    s = np.clip(feats["logits"][idx], -LOGIT_CLIP, LOGIT_CLIP) if kind.endswith("+scores") else None
+    return x, s
+
+
+def _forward(kind: str, p, x, s):
+    import jax.numpy as jnp
+
+    base = kind.split("+")[0]
+    if base == "attention":
+        f = jnp.einsum("npd,dk->npk", x, p["wf"]) + p["bf"]
+        a = jnp.einsum("npd,dk->npk", x, p["wa"]) + p["ba"]
+        w = jnp.exp(a - a.max(axis=1, keepdims=True))
+        w = w / w.sum(axis=1, keepdims=True)
+        prob = (w * (1 / (1 + jnp.exp(-f)))).sum(axis=1)
+        return jnp.log(prob + 1e-7) - jnp.log1p(-prob + 1e-7)
+    h = x
+    if base == "mlp":
+        h = jnp.maximum(h @ p["w1"] + p["b1"], 0.0)
+    out = h @ p["w"] + p["b"]
+    if s is not None:
+        out = out + s @ p["ws"]
+    return out
+
+
+def init(kind: str, dim: int, classes: int, rng: np.random.Generator, hidden: int = 256):
+    base = kind.split("+")[0]
+    g = lambda *shape: (rng.standard_normal(shape) * 0.01).astype(np.float32)  # noqa: E731
+    if base == "attention":
+        p = {"wf": g(dim, classes), "bf": np.zeros(classes, np.float32),
+             "wa": g(dim, classes), "ba": np.zeros(classes, np.float32)}
+    elif base == "mlp":
+        p = {"w1": (rng.standard_normal((dim, hidden)) * np.sqrt(2 / dim)).astype(np.float32),
+             "b1": np.zeros(hidden, np.float32), "w": g(hidden, classes), "b": np.zeros(classes, np.float32)}
+    else:
+        p = {"w": g(dim, classes), "b": np.zeros(classes, np.float32)}
+    if kind.endswith("+scores"):
+        p["ws"] = np.zeros((521, classes), np.float32)
+    return p
+
+
+def train(kind: str, feats: dict[str, np.ndarray], labels: np.ndarray, seed: int, epochs: int = 30,
+          batch: int = 512, lr: float = 1e-3, l2: float = 1e-3) -> Head:
+    """Weighted binary cross-entropy per class (positives and negatives weigh the same in total;
+    windows labelled -1 are left out), Adam, L2 on the weights."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(seed)
+    x_all, s_all = inputs(kind, feats, slice(None))
+    axes = (0, 1) if x_all.ndim == 3 else (0,)
+    mean, std = x_all.mean(axis=axes), x_all.std(axis=axes) + 1e-3
+    x_all = (x_all - mean) / std
+    s_mean = s_std = None
+    if s_all is not None:
+        s_mean, s_std = s_all.mean(axis=0), s_all.std(axis=0) + 1e-3
+        s_all = (s_all - s_mean) / s_std
+    y = labels.astype(np.float32)
+    known = (labels >= 0).astype(np.float32)
+    pos = ((labels == 1).sum(axis=0)).astype(np.float32)
+    neg = ((labels == 0).sum(axis=0)).astype(np.float32)
+    w_pos = jnp.asarray(0.5 * (pos + neg) / np.maximum(pos, 1))
+    w_neg = jnp.asarray(0.5 * (pos + neg) / np.maximum(neg, 1))
+    params = {k: jnp.asarray(v) for k, v in init(kind, x_all.shape[-1], labels.shape[1], rng).items()}
+
+    def loss(p, x, s, y, m):
+        z = _forward(kind, p, x, s)
+        ll = -(w_pos * y * jax.nn.log_sigmoid(z) + w_neg * (1 - y) * jax.nn.log_sigmoid(-z))
+        reg = sum(jnp.sum(v * v) for k, v in p.items() if k.startswith("w"))
+        return jnp.sum(ll * m) / jnp.maximum(jnp.sum(m), 1.0) + l2 * reg
+
+    grad = jax.jit(jax.value_and_grad(loss))
+    m1 = {k: jnp.zeros_like(v) for k, v in params.items()}
+    m2 = {k: jnp.zeros_like(v) for k, v in params.items()}
+    b1, b2, t = 0.9, 0.999, 0
+    n = len(y)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for i in range(0, n - batch + 1, batch):
+            idx = order[i: i + batch]
+            s = None if s_all is None else s_all[idx]
+            _, g = grad(params, x_all[idx], s, y[idx], known[idx])
+            t += 1
+            for k in params:
+                m1[k] = b1 * m1[k] + (1 - b1) * g[k]
+                m2[k] = b2 * m2[k] + (1 - b2) * g[k] * g[k]
+                params[k] = params[k] - lr * (m1[k] / (1 - b1**t)) / (jnp.sqrt(m2[k] / (1 - b2**t)) + 1e-8)
+    return Head(kind, {k: np.asarray(v) for k, v in params.items()}, mean.astype(np.float32),
+                std.astype(np.float32), s_mean, s_std)
+
+
+def predict(head: Head, feats: dict[str, np.ndarray], batch: int = 4096) -> np.ndarray:
+    import jax.numpy as jnp
+
+    out = []
+    n = len(feats["scores"])
+    for i in range(0, n, batch):
+        x, s = inputs(head.kind, feats, slice(i, i + batch))
+        x = (x - head.mean) / head.std
+        if s is not None:
+            s = (s - head.score_mean) / head.score_std
+        z = np.asarray(_forward(head.kind, {k: jnp.asarray(v) for k, v in head.params.items()}, x, s))
+        out.append(1 / (1 + np.exp(-z)))
+    return np.concatenate(out).astype(np.float32)
