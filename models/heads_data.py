@@ -195,7 +195,8 @@ def window_starts(n: int, hop: int = TRAIN_HOP) -> range:
 def window_labels(track: np.ndarray, mixture: np.ndarray, starts) -> np.ndarray:
     """Per window: 1 where the window holds a good part of the event (its energy there at least a
     quarter of the best window's and not buried: within 20 dB below the window's mixture), 0 where
-    it holds almost none of it, -1 (left out of training) in between."""
+    it holds none of it, -1 (left out of training) otherwise: a clip's quieter parts are often
+    more of the same sound (a second shot, an echo), so they are no negatives."""
     e = np.array([np.sum(np.square(track[s: s + WINDOW], dtype=np.float64)) for s in starts])
     m = np.array([np.sum(np.square(mixture[s: s + WINDOW], dtype=np.float64)) for s in starts])
     best = e.max() if e.size else 0.0
@@ -203,8 +204,21 @@ def window_labels(track: np.ndarray, mixture: np.ndarray, starts) -> np.ndarray:
         return np.zeros(len(starts), np.int8)
     lab = np.full(len(starts), -1, np.int8)
     lab[(e >= 0.25 * best) & (e >= 0.01 * m)] = 1
-    lab[e < 0.02 * best] = 0
+    lab[e <= 1e-9 * best] = 0
     return lab
+
+
+_MEL = ref.mel_matrix()
+_HANN = ref.periodic_hann()
+
+
+def log_mel_patches(windows: np.ndarray) -> np.ndarray:
+    """[n, 96, 64] log-mel patches of [n, 15600] windows: `yamnet_reference.log_mel` (float64,
+    the published definition) for a whole batch at once."""
+    frames = np.lib.stride_tricks.sliding_window_view(windows.astype(np.float64), ref.FRAME_LENGTH, axis=1)
+    frames = frames[:, :: ref.FRAME_HOP][:, : ref.PATCH_FRAMES] * _HANN
+    spectrum = np.abs(np.fft.rfft(frames, n=ref.FFT_LENGTH, axis=2))
+    return np.log(spectrum @ _MEL + ref.LOG_OFFSET).astype(np.float32)
 
 
 class Backbone:
@@ -228,7 +242,7 @@ class Backbone:
         """Per window: scores, embedding and each tap, as the backbone computes them."""
         out: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(windows), batch):
-            mel = np.stack([ref.log_mel(w) for w in windows[i: i + batch]]).astype(np.float32)
+            mel = log_mel_patches(windows[i: i + batch])
             for name, value in zip(self.names, self.session.run(self.names, {"log_mel": mel})):
                 out.setdefault(name, []).append(value)
         return {k: np.concatenate(v) for k, v in out.items()}

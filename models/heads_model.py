@@ -82,9 +82,9 @@ def init(kind: str, dim: int, classes: int, rng: np.random.Generator, hidden: in
 
 
 def train(kind: str, feats: dict[str, np.ndarray], labels: np.ndarray, seed: int, epochs: int = 30,
-          batch: int = 512, lr: float = 1e-3, l2: float = 1e-3) -> Head:
+          batch: int = 512, lr: float = 1e-3, l2: float = 1e-3, weights: np.ndarray | None = None) -> Head:
     """Weighted binary cross-entropy per class (positives and negatives weigh the same in total;
-    windows labelled -1 are left out), Adam, L2 on the weights."""
+    windows labelled -1 are left out; `weights` scales each window), Adam, L2 on the weights."""
     import jax
     import jax.numpy as jnp
 
@@ -99,6 +99,8 @@ def train(kind: str, feats: dict[str, np.ndarray], labels: np.ndarray, seed: int
         s_all = (s_all - s_mean) / s_std
     y = labels.astype(np.float32)
     known = (labels >= 0).astype(np.float32)
+    if weights is not None:
+        known = known * weights[:, None].astype(np.float32)
     pos = ((labels == 1).sum(axis=0)).astype(np.float32)
     neg = ((labels == 0).sum(axis=0)).astype(np.float32)
     w_pos = jnp.asarray(0.5 * (pos + neg) / np.maximum(pos, 1))

@@ -89,7 +89,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val-fraction", type=float, default=0.25)
     ap.add_argument("--per-label", type=int, default=400, help="mixtures per label (each clip 1-12 times)")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--l2", type=float, default=1e-3)
     ap.add_argument("--limit", type=int, default=0, help="at most this many clips per label (quick runs)")
     ap.add_argument("--no-debian", action="store_true", help="leave out Debian's recordings")
@@ -126,6 +126,12 @@ def main() -> int:
         is_bg = lambda c: c.label.startswith("bg_")  # noqa: E731
         train_bg = [c.audio for c in train if is_bg(c)] + [c.audio for c in debian if c.label != "alerts"]
         val_bg = [c.audio for c in val if is_bg(c)]
+        if not train_bg:
+            raise SystemExit(f"{args.data}: no backgrounds to mix events into: add a folder named bg_... "
+                             "(room tone, street, speech: what your microphones hear)")
+        if not val_bg:
+            log("no background recording held out: validation mixes into the training backgrounds")
+            val_bg = train_bg
         backbone = hd.Backbone(args.backbone, hb.TAPS, args.threads)
         features = {}
         for name, part, bgs, extra_neg in (

@@ -104,3 +104,30 @@ def test_exported_head_computes_what_the_trainer_computes(tmp_path, yamnet_onnx,
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(meta["audiotagger.labels"])[-2:] == ["head/a", "head/b"]
     assert meta["audiotagger.num_classes"] == "523"
+
+
+def test_a_user_folder_without_a_manifest_trains_a_head_the_element_can_load(tmp_path, yamnet_onnx):
+    import shutil
+
+    data = tmp_path / "my_sounds"
+    for label, folder in (("knock", "knock"), ("bg_rain", "bg_rain"), ("clap", "clap")):
+        (data / folder).mkdir(parents=True)
+        for src in sorted((TRAIN / label).glob("*.wav"))[:6]:
+            shutil.copy(src, data / folder / src.name)
+    out = tmp_path / "my-heads.onnx"
+    run = subprocess.run([sys.executable, str(REPO / "models" / "train_heads.py"), "--data", str(data),
+                          "--classes", "knock", "--backbone", str(yamnet_onnx), "-o", str(out),
+                          "--per-label", "6", "--epochs", "2", "--no-debian"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["audiotagger.labels"])[-1] == "head/knock"
+    assert json.loads(meta["audiotagger.heads"])["classes"] == ["knock"]
+    # Each file is its own recording: some go to validation, none to both sides.
+    held = json.loads(out.with_suffix(".split.json").read_text())["validation_files"]
+    assert any(f.startswith("knock/") for f in held)
+    # A class that names no folder is refused with the folders there are.
+    bad = subprocess.run([sys.executable, str(REPO / "models" / "train_heads.py"), "--data", str(data),
+                          "--classes", "doorbell", "-o", str(tmp_path / "x.onnx"), "--no-debian"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "doorbell" in bad.stderr and "knock" in bad.stderr
