@@ -44,6 +44,8 @@ fn group_of(label: &str) -> Option<&'static str> {
 pub struct EvalSet {
     pub name: &'static str,
     pub mixtures: Vec<Mixture>,
+    /// What was inserted in each mixture (its folder or manifest label).
+    pub inserted: Vec<String>,
     /// Backgrounds alone.
     pub alone: Vec<Vec<Window>>,
     pub alone_s: f64,
@@ -58,6 +60,27 @@ impl EvalSet {
             .map(|m| m.windows.last().map_or(0.0, |w| w.end as f64 / 1e9))
             .sum();
         (mixed + self.alone_s) / 3600.0
+    }
+
+    /// False alarms of one group's settings by what was inserted ("background" alone).
+    pub fn false_alarm_sources(&self, group: &ResolvedGroup) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for (m, what) in self.mixtures.iter().zip(&self.inserted) {
+            let d = detect(&m.windows, vec![group.clone()]);
+            let c = evaluate(m, &d, &group.name);
+            if c.detections > c.correct {
+                *out.entry(what.clone()).or_default() += (c.detections - c.correct) as usize;
+            }
+        }
+        let alone: usize = self
+            .alone
+            .iter()
+            .map(|w| detect(w, vec![group.clone()]).len())
+            .sum();
+        if alone > 0 {
+            out.insert("background".to_string(), alone);
+        }
+        out
     }
 
     /// Counts per SNR (index as SNRS) and false alarms per hour for one group's settings.
@@ -158,6 +181,7 @@ pub fn validation_set(session: &mut ModelSession, split: &Split) -> EvalSet {
     let mut set = EvalSet {
         name: "validation",
         mixtures: Vec::new(),
+        inserted: Vec::new(),
         alone: Vec::new(),
         alone_s: 0.0,
     };
@@ -176,6 +200,7 @@ pub fn validation_set(session: &mut ModelSession, split: &Split) -> EvalSet {
                 let at = 4 * RATE as usize + (k % 6) * 1280;
                 let (audio, a, b) = mix(bg, offset, &event, snr, at);
                 let ns = |s: usize| s as u64 * 1_000_000_000 / RATE as u64;
+                set.inserted.push(label.clone());
                 set.mixtures.push(Mixture {
                     windows: score(session, &audio),
                     truth: group.map(|g| (g.to_string(), ns(a), ns(b))),
@@ -261,7 +286,9 @@ pub fn compare(models: &[(String, Vec<String>, Vec<EvalSet>)]) -> BTreeMap<Strin
             };
             // (F1, on, smoothing, resolved)
             let mut best: Option<(f64, f32, &str, ResolvedGroup)> = None;
-            for on in [0.3f32, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99] {
+            for on in [
+                0.3f32, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999,
+            ] {
                 for smoothing in ["none", "mean"] {
                     let mut s = spec.clone();
                     if let Some(h) = s.head.as_mut() {
@@ -301,6 +328,7 @@ pub fn compare(models: &[(String, Vec<String>, Vec<EvalSet>)]) -> BTreeMap<Strin
                 }
                 for set in std::iter::once(validation).chain(rest) {
                     let (c, fa) = set.measure(&r);
+                    let sources = set.false_alarm_sources(&r);
                     println!(
                         "{}",
                         line(
@@ -313,6 +341,9 @@ pub fn compare(models: &[(String, Vec<String>, Vec<EvalSet>)]) -> BTreeMap<Strin
                             fa
                         )
                     );
+                    if !sources.is_empty() {
+                        println!("    false alarms on: {sources:?}");
+                    }
                 }
             }
         }

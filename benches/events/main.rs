@@ -777,6 +777,7 @@ fn main() {
                 let external = heads::EvalSet {
                     name: "external",
                     mixtures,
+                    inserted: mixture_labels,
                     alone: background_only,
                     alone_s: background_s,
                 };
