@@ -50,12 +50,14 @@ def _forward(kind: str, p, x, s):
 
     base = kind.split("+")[0]
     if base == "attention":
+        import jax
+
         f = jnp.einsum("npd,dk->npk", x, p["wf"]) + p["bf"]
         a = jnp.einsum("npd,dk->npk", x, p["wa"]) + p["ba"]
-        w = jnp.exp(a - a.max(axis=1, keepdims=True))
-        w = w / w.sum(axis=1, keepdims=True)
-        prob = (w * (1 / (1 + jnp.exp(-f)))).sum(axis=1)
-        return jnp.log(prob + 1e-7) - jnp.log1p(-prob + 1e-7)
+        # logit(sum_i w_i sigmoid(f_i)), with 1 - sum_i w_i sigmoid(f_i) = sum_i w_i sigmoid(-f_i):
+        # in log space, so no probability rounds to 0 or 1.
+        lse = jax.scipy.special.logsumexp
+        return lse(a + jax.nn.log_sigmoid(f), axis=1) - lse(a + jax.nn.log_sigmoid(-f), axis=1)
     h = x
     if base == "mlp":
         h = jnp.maximum(h @ p["w1"] + p["b1"], 0.0)
@@ -133,7 +135,32 @@ def train(kind: str, feats: dict[str, np.ndarray], labels: np.ndarray, seed: int
                 std.astype(np.float32), s_mean, s_std)
 
 
-def predict(head: Head, feats: dict[str, np.ndarray], batch: int = 4096) -> np.ndarray:
+def calibrate(head: Head, feats: dict[str, np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """Per-class temperatures fitted on held-out windows (the cross-entropy's minimum over a grid),
+    folded into the head's last layer. The balanced loss leaves the heads overconfident: scores
+    pinned at exactly 1.0 leave no room for thresholds, and a class cannot beat a confuser it
+    ties with."""
+    z = logits(head, feats)
+    grid = np.geomspace(1.0, 64.0, 25)
+    temps = np.ones(z.shape[1], np.float32)
+    for k in range(z.shape[1]):
+        known = labels[:, k] >= 0
+        y, zk = labels[known, k].astype(np.float64), z[known, k].astype(np.float64)
+        if not (0 < y.sum() < y.size):
+            continue
+        w = np.where(y == 1, 0.5 / y.sum(), 0.5 / (y.size - y.sum()))
+        loss = [np.sum(w * (np.logaddexp(0, -zk / t) * y + np.logaddexp(0, zk / t) * (1 - y))) for t in grid]
+        temps[k] = grid[int(np.argmin(loss))]
+    if head.kind.split("+")[0] != "attention":  # the attention head's output is no logit
+        for name in ("w", "b", "ws"):
+            if name in head.params:
+                head.params[name] = (head.params[name] / temps).astype(np.float32)
+    else:
+        temps[:] = 1.0
+    return temps
+
+
+def logits(head: Head, feats: dict[str, np.ndarray], batch: int = 4096) -> np.ndarray:
     import jax.numpy as jnp
 
     out = []
@@ -143,6 +170,9 @@ def predict(head: Head, feats: dict[str, np.ndarray], batch: int = 4096) -> np.n
         x = (x - head.mean) / head.std
         if s is not None:
             s = (s - head.score_mean) / head.score_std
-        z = np.asarray(_forward(head.kind, {k: jnp.asarray(v) for k, v in head.params.items()}, x, s))
-        out.append(1 / (1 + np.exp(-z)))
+        out.append(np.asarray(_forward(head.kind, {k: jnp.asarray(v) for k, v in head.params.items()}, x, s)))
     return np.concatenate(out).astype(np.float32)
+
+
+def predict(head: Head, feats: dict[str, np.ndarray]) -> np.ndarray:
+    return (1 / (1 + np.exp(-logits(head, feats).astype(np.float64)))).astype(np.float32)

@@ -161,8 +161,10 @@ def main() -> int:
     for kind in kinds:
         t0 = time.time()
         head = hm.train(kind, tr, tr["labels"], args.seed, epochs=args.epochs, l2=args.l2)
+        temps = hm.calibrate(head, va, va["labels"])
         rep = window_report(names, hm.predict(head, va), va["labels"], va["snr"])
-        results[kind] = {"train_s": round(time.time() - t0, 1), "classes": rep}
+        results[kind] = {"train_s": round(time.time() - t0, 1), "classes": rep,
+                         "temperatures": dict(zip(names, map(float, temps)))}
         log(f"{kind:<14} {time.time() - t0:5.1f} s  " + "  ".join(
             f"{n} AUC {r['auc']:.3f} R {r['recall']:.2f} ({r.get('0dB', 0):.2f}/{r.get('10dB', 0):.2f}/{r.get('20dB', 0):.2f})"
             for n, r in rep.items()))
@@ -178,6 +180,7 @@ def main() -> int:
         "validation_files": sorted(str(c.path.relative_to(args.data)) for c in val),
         "licences": sorted({c.licence for c in clips if c.licence}),
         "validation": results[args.kind]["classes"],
+        "temperatures": results[args.kind]["temperatures"],
     }
     hx.write_model(args.backbone, chosen, names, args.out, meta)
     log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) in {time.time() - started:.0f} s")

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use gstaudiotagger::model::ModelSession;
-use gstaudiotagger::tags::groups::Preset;
+use gstaudiotagger::tags::groups::{GroupSpec, Preset};
 use gstaudiotagger::tags::{EventDefaults, ResolvedGroup};
 
 use super::{Counts, Mixture, RATE, SNRS, Window, detect, evaluate, load, mix, score};
@@ -217,24 +217,11 @@ pub fn validation_set(session: &mut ModelSession, split: &Split) -> EvalSet {
     set
 }
 
-fn head_groups(preset: &Preset, labels: &[String]) -> Vec<&'static str> {
-    GROUPS
-        .iter()
-        .map(|(g, _)| *g)
-        .filter(|g| {
-            preset.groups.get(*g).is_some_and(|spec| {
-                ResolvedGroup::resolve(spec, labels, &EventDefaults::default())
-                    .is_ok_and(|r| r.uses_head)
-            })
-        })
-        .collect()
-}
-
 fn line(name: &str, setting: &str, c: &[Counts; 3], fa: f64) -> String {
     let mut all = Counts::default();
     c.iter().for_each(|x| all.add(*x));
     format!(
-        "  {name:<24} {setting:<20} P {:.3}  R {:.2}/{:.2}/{:.2}  F1 {:.3}  onset {:>4.0} ms  FA/h {:>5.1}",
+        "  {name:<32} {setting:<16} P {:.3}  R {:.2}/{:.2}/{:.2}  F1 {:.3}  onset {:>4.0} ms  FA/h {:>5.1}",
         all.precision(),
         c[0].recall(),
         c[1].recall(),
@@ -245,105 +232,113 @@ fn line(name: &str, setting: &str, c: &[Counts; 3], fa: f64) -> String {
     )
 }
 
-/// The zero-shot preset against each model's head: thresholds for the head chosen on
-/// `sets[i].0` (validation), then applied unchanged to every other set of that model.
-pub fn compare(models: &[(String, Vec<String>, Vec<EvalSet>)]) -> BTreeMap<String, (f32, String)> {
+/// The best F1 on `validation` with at most 1 false alarm per hour among the settings `make`
+/// builds for each on-threshold (off = on / 2) and smoothing: (on, smoothing, group).
+fn best_at_one_per_hour(
+    validation: &EvalSet,
+    labels: &[String],
+    ons: &[f32],
+    make: impl Fn(f32, &str) -> GroupSpec,
+) -> Option<(f32, &'static str, ResolvedGroup)> {
+    let mut best: Option<(f64, f32, &'static str, ResolvedGroup)> = None;
+    for &on in ons {
+        for smoothing in ["none", "mean"] {
+            let r = ResolvedGroup::resolve(&make(on, smoothing), labels, &EventDefaults::default())
+                .unwrap();
+            let (c, fa) = validation.measure(&r);
+            let mut all = Counts::default();
+            c.iter().for_each(|x| all.add(*x));
+            if fa <= 1.0 && best.as_ref().is_none_or(|b| all.f1() > b.0) {
+                best = Some((all.f1(), on, smoothing, r));
+            }
+        }
+    }
+    best.map(|(_, on, sm, r)| (on, sm, r))
+}
+
+/// Zero-shot AudioSet groups against the model's heads, each at its shipped setting and at the
+/// best setting with at most 1 false alarm per hour on `validation`, which is then applied
+/// unchanged to `external`. Returns the heads' chosen settings.
+pub fn compare(
+    labels: &[String],
+    validation: &EvalSet,
+    external: &EvalSet,
+) -> BTreeMap<String, (f32, &'static str)> {
     let preset = Preset::builtin();
     let mut chosen = BTreeMap::new();
     println!(
         "\nzero-shot AudioSet groups vs trained heads (P precision, R recall at 0/10/20 dB, FA/h on audio without the group's events):"
     );
-    let Some((_, labels0, sets0)) = models.first() else {
-        return chosen;
-    };
+    let smoothing = gstaudiotagger::tags::groups::parse_smoothing;
     for (group, _) in GROUPS {
+        let Some(spec) = preset.groups.get(group) else {
+            continue;
+        };
         println!("{group}:");
-        // Zero-shot: the group's AudioSet classes with the shipped thresholds.
-        if let Some(spec) = preset.groups.get(group) {
-            let mut zs = spec.clone();
-            zs.head = None;
-            let r = ResolvedGroup::resolve(&zs, labels0, &EventDefaults::default()).unwrap();
-            for set in sets0 {
-                let (c, fa) = set.measure(&r);
-                println!(
-                    "{}",
-                    line(
-                        &format!("zero-shot, {}", set.name),
-                        &format!("on {:.2}", r.on_threshold),
-                        &c,
-                        fa
-                    )
-                );
-            }
-        }
-        for (model, labels, sets) in models {
-            if !head_groups(&preset, labels).contains(&group) {
-                continue;
-            }
-            let spec = &preset.groups[group];
-            let (Some(validation), rest) = (sets.first(), &sets[1..]) else {
-                continue;
-            };
-            // (F1, on, smoothing, resolved)
-            let mut best: Option<(f64, f32, &str, ResolvedGroup)> = None;
-            for on in [
-                0.3f32, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999,
-            ] {
-                for smoothing in ["none", "mean"] {
+        let mut zero_shot = spec.clone();
+        zero_shot.head = None;
+        let zero_shot_best = best_at_one_per_hour(
+            validation,
+            labels,
+            &[0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+            |on, sm| {
+                let mut s = zero_shot.clone();
+                s.overrides.on_threshold = Some(on);
+                s.overrides.off_threshold = Some(on / 2.0);
+                s.overrides.smoothing = smoothing(sm);
+                s
+            },
+        );
+        let head = ResolvedGroup::resolve(spec, labels, &EventDefaults::default())
+            .ok()
+            .filter(|r| r.uses_head);
+        let head_best = head.as_ref().and_then(|_| {
+            best_at_one_per_hour(
+                validation,
+                labels,
+                &[
+                    0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999,
+                ],
+                |on, sm| {
                     let mut s = spec.clone();
                     if let Some(h) = s.head.as_mut() {
                         h.on_threshold = Some(on);
                         h.off_threshold = Some(on / 2.0);
-                        h.smoothing = gstaudiotagger::tags::groups::parse_smoothing(smoothing);
+                        h.smoothing = smoothing(sm);
                     }
-                    let r = ResolvedGroup::resolve(&s, labels, &EventDefaults::default()).unwrap();
-                    let (c, fa) = validation.measure(&r);
-                    let mut all = Counts::default();
-                    c.iter().for_each(|x| all.add(*x));
-                    if fa <= 1.0 && best.as_ref().is_none_or(|b| all.f1() > b.0) {
-                        best = Some((all.f1(), on, smoothing, r));
-                    }
-                }
-            }
-            let shipped = ResolvedGroup::resolve(spec, labels, &EventDefaults::default()).unwrap();
-            let name = Path::new(model)
-                .file_name()
-                .map_or(model.clone(), |f| f.to_string_lossy().into_owned());
-            for (label, r) in [
-                (
-                    "preset".to_string(),
-                    Some((shipped.on_threshold, "preset".to_string(), shipped)),
+                    s
+                },
+            )
+        });
+        if let Some((on, sm, _)) = &head_best {
+            chosen.insert(group.to_string(), (*on, *sm));
+        }
+        let rows = [
+            (
+                "zero-shot, shipped",
+                Some(
+                    ResolvedGroup::resolve(&zero_shot, labels, &EventDefaults::default()).unwrap(),
                 ),
-                (
-                    "best <=1 FA/h".to_string(),
-                    best.map(|(_, on, sm, r)| (on, sm.to_string(), r)),
-                ),
-            ] {
-                let Some((on, sm, r)) = r else {
-                    println!("  {name}: no setting reaches <= 1 FA/h on validation");
-                    continue;
-                };
-                if label != "preset" {
-                    chosen.insert(group.to_string(), (on, sm.clone()));
-                }
-                for set in std::iter::once(validation).chain(rest) {
-                    let (c, fa) = set.measure(&r);
-                    let sources = set.false_alarm_sources(&r);
-                    println!(
-                        "{}",
-                        line(
-                            &format!("{name}, {}", set.name),
-                            &format!(
-                                "{label}: on {on:.2} {}",
-                                if sm == "preset" { "" } else { &sm }
-                            ),
-                            &c,
-                            fa
-                        )
-                    );
-                    if !sources.is_empty() {
-                        println!("    false alarms on: {sources:?}");
-                    }
+            ),
+            ("zero-shot, <=1 FA/h", zero_shot_best.map(|b| b.2)),
+            ("head, shipped", head),
+            ("head, <=1 FA/h", head_best.map(|b| b.2)),
+        ];
+        for (name, r) in rows {
+            let Some(r) = r else {
+                println!("  {name:<20} no setting reaches <= 1 FA/h on validation");
+                continue;
+            };
+            let setting = format!("on {:.3} {:?}", r.on_threshold, r.smoothing);
+            for set in [validation, external] {
+                let (c, fa) = set.measure(&r);
+                println!(
+                    "{}",
+                    line(&format!("{name}, {}", set.name), &setting, &c, fa)
+                );
+                let sources = set.false_alarm_sources(&r);
+                if !sources.is_empty() {
+                    println!("    false alarms on: {sources:?}");
                 }
             }
         }

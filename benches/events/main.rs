@@ -781,11 +781,7 @@ fn main() {
                     alone: background_only,
                     alone_s: background_s,
                 };
-                let chosen = heads::compare(&[(
-                    model_path.display().to_string(),
-                    labels.clone(),
-                    vec![validation, external],
-                )]);
+                let chosen = heads::compare(&labels, &validation, &external);
                 println!("\nhead settings chosen on validation (best F1 at <= 1 FA/h): {chosen:?}");
             }
             Err(e) => println!("\nno head comparison: {e}"),

@@ -86,7 +86,12 @@ def test_exported_head_computes_what_the_trainer_computes(tmp_path, yamnet_onnx,
     feats = hb.pooled_views(backbone.features(windows))
     labels = (rng.random((len(windows), 2)) < 0.5).astype(np.int8)
     head = hm.train(kind, feats, labels, seed=0, epochs=3, batch=8)
+    before = hm.logits(head, feats)
+    temps = hm.calibrate(head, feats, labels)
     expected = hm.predict(head, feats)
+    # The temperatures divide the logits, so no class's windows change order.
+    np.testing.assert_allclose(hm.logits(head, feats) * temps, before, rtol=1e-4, atol=1e-3)
+
 
     out = tmp_path / "composed.onnx"
     hx.write_model(yamnet_onnx, head, ["a", "b"], out, {"data": "x", "classes": {}, "validation_files": []})
