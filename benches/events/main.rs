@@ -10,6 +10,11 @@
 //! error, and false alarms per hour on the background recordings alone (16 min of
 //! ../shared/audio/long plus the street loop). Not a test: it measures, it does not assert.
 //!
+//! Those figures are for the preset's AudioSet classes (zero-shot). When set-up has built
+//! `models/yamnet-heads.onnx` (or `HEADS_MODEL` names another model with heads), it scores with
+//! that model, whose AudioSet scores are the plain model's, and ends with `heads::compare`:
+//! zero-shot against the trained heads on the held-out training recordings and on these mixtures.
+//!
 //! Matching: a detection of group G counts when it overlaps an inserted event of group G within
 //! a 1 s collar; a truth event is found when any detection matches it. Onset error is
 //! |first matching detection's start − the event's first active 10 ms frame|.
@@ -214,7 +219,9 @@ fn groups(
     watch
         .iter()
         .map(|name| {
+            // The AudioSet classes: the heads are compared at the end, in `heads`.
             let mut spec = preset.groups[*name].clone();
+            spec.head = None;
             if let Some(s) = setting.smoothing {
                 spec.overrides.smoothing = gstaudiotagger::tags::groups::parse_smoothing(s);
             }
