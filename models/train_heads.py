@@ -170,8 +170,6 @@ def main() -> int:
             for n, r in rep.items()))
         if kind == args.kind:
             chosen = head
-    zero = {"kind": "zero-shot AudioSet scores (max of the preset group's classes)"}
-    log(json.dumps(zero))
 
     meta = {
         "kind": args.kind, "seed": args.seed, "classes": classes, "data": str(args.data),

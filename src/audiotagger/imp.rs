@@ -1346,11 +1346,16 @@ impl AudioTagger {
         };
         match resolve_watch(&preset, settings, labels) {
             Ok(groups) => {
-                gst::debug!(
+                gst::info!(
                     CAT,
                     imp = self,
-                    "watching {:?}",
-                    groups.iter().map(|g| &g.name).collect::<Vec<_>>()
+                    "watching {:?}; scored by the model's trained heads: {:?}",
+                    groups.iter().map(|g| &g.name).collect::<Vec<_>>(),
+                    groups
+                        .iter()
+                        .filter(|g| g.uses_head)
+                        .map(|g| &g.name)
+                        .collect::<Vec<_>>()
                 );
                 state.events.configure(groups, reports);
             }
