@@ -28,6 +28,7 @@ from onnx import utils
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "models"))
+import convert_yamnet  # noqa: E402
 import heads_build as hb  # noqa: E402
 import heads_data as hd  # noqa: E402
 import yamnet_reference as ref  # noqa: E402
@@ -65,10 +66,7 @@ def bare() -> None:
     used = {i for n in composed.graph.node if n.name.startswith("head/") for i in n.input}
     head_inputs = [t for t in head_inputs if t in used]
     head_only = session(utils.Extractor(composed).extract_model(head_inputs, ["head_probs"]))
-    tapped = onnx.load(str(PLAIN))
-    tapped.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-                               for t in head_inputs if t not in {o.name for o in tapped.graph.output})
-    tapped_s = session(tapped)
+    tapped_s = convert_yamnet.tapped_session(onnx.load(str(PLAIN)), head_inputs, threads=1)
     out_names = ["scores", *[t for t in head_inputs if t != "scores"]]
 
     def two_sessions(b):

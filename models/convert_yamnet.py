@@ -409,10 +409,11 @@ def quantize_int8(float_model: Path, output: Path, patches: np.ndarray) -> dict:
             "bytes": output.stat().st_size}
 
 
-def tapped_session(model: onnx.ModelProto, names: list[str], optimise: bool = True):
+def tapped_session(model: onnx.ModelProto, names: list[str], optimise: bool = True, threads: int = 0):
     """An ONNX Runtime CPU session of `model` that also returns the intermediate tensors `names`.
     Without `optimise`, Q/DQ pairs run as written (float maths on rounded values) instead of being
-    fused into int8 kernels, so a convolution's output can be read before its requantisation."""
+    fused into int8 kernels, so a convolution's output can be read before its requantisation.
+    `threads`: intra-op threads (0: ONNX Runtime's default)."""
     import onnxruntime as ort
 
     tapped = onnx.ModelProto()
@@ -421,6 +422,7 @@ def tapped_session(model: onnx.ModelProto, names: list[str], optimise: bool = Tr
     tapped.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
                                for n in names if n not in have)
     options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
     if not optimise:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(tapped.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -94,37 +94,32 @@ def build_features(backbone: hd.Backbone, builder: Builder, events: list[hd.Clip
     by_label: dict[str, int] = {}
     for c in events:
         by_label[c.label] = by_label.get(c.label, 0) + 1
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    pending_w, pending = [], []
+    # Each source gives (windows, labels, snr) and the id its windows carry: an event's index
+    # in `events`, or -1 - j for the j-th background alone.
+    sources = [
+        (i, lambda c=clip: builder.mixtures(c, copies_for(
+            # Look-alikes are many labels: half as many mixtures each keeps the classes' share.
+            by_label[c.label], per_label if c.label in builder.label_to_class else per_label // 2)))
+        for i, clip in enumerate(events)
+    ] + [(-1 - j, lambda a=audio: builder.alone(a)) for j, audio in enumerate(backgrounds_alone)]
+    parts: list[dict[str, np.ndarray]] = []
+    pending: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
 
     def flush():
-        if not pending_w:
-            return
-        raw = backbone.features(np.concatenate(pending_w))
-        views = pooled_views(raw)
+        views = pooled_views(backbone.features(np.concatenate([w for w, _ in pending])))
         for key in ("labels", "snr", "clip"):
-            views[key] = np.concatenate([p[key] for p in pending])
+            views[key] = np.concatenate([p[key] for _, p in pending])
         parts.append(views)
-        pending_w.clear()
         pending.clear()
 
     total = 0
-    for i, clip in enumerate(events):
-        # Look-alikes are many labels: half as many mixtures each keeps the classes' share.
-        share = per_label if clip.label in builder.label_to_class else per_label // 2
-        w, lab, snr = builder.mixtures(clip, copies_for(by_label[clip.label], share))
-        pending_w.append(w)
-        pending.append({"labels": lab, "snr": snr, "clip": np.full(len(w), i, np.int32)})
+    for source_id, make in sources:
+        w, lab, snr = make()
+        pending.append((w, {"labels": lab, "snr": snr, "clip": np.full(len(w), source_id, np.int32)}))
         total += len(w)
-        if sum(len(x) for x in pending_w) >= 1024:
+        if sum(len(x) for x, _ in pending) >= 1024:
             flush()
-    for j, audio in enumerate(backgrounds_alone):
-        w, lab, snr = builder.alone(audio)
-        pending_w.append(w)
-        pending.append({"labels": lab, "snr": snr, "clip": np.full(len(w), -1 - j, np.int32)})
-        total += len(w)
-        if sum(len(x) for x in pending_w) >= 1024:
-            flush()
-    flush()
+    if pending:
+        flush()
     log(f"  {total} windows from {len(events)} clips and {len(backgrounds_alone)} backgrounds")
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

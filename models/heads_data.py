@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import convert_yamnet  # noqa: E402
 import yamnet_reference as ref  # noqa: E402
 
 RATE = ref.SAMPLE_RATE
@@ -72,9 +73,10 @@ def recording_id(label: str, source: str, path: Path) -> str:
     return f"{label}:{stem}"
 
 
-def is_validation(recording: str, fraction: float, seed: int) -> bool:
+def rank(recording: str, seed: int) -> float:
+    """Where a recording falls in [0, 1) for the split: a hash of its id and the seed."""
     digest = hashlib.sha256(f"{seed}:{recording}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def read_folder(root: Path) -> list[Clip]:
@@ -108,11 +110,11 @@ def split(clips: list[Clip], fraction: float, seed: int) -> tuple[list[Clip], li
             by_label[c.label].append(c.recording)
     held: set[str] = set()
     for label, recs in by_label.items():
-        chosen = {r for r in recs if is_validation(r, fraction, seed)}
+        chosen = {r for r in recs if rank(r, seed) < fraction}
         if not chosen and len(recs) >= 2:
-            chosen = {min(recs, key=lambda r: hashlib.sha256(f"{seed}:{r}".encode()).digest())}
+            chosen = {min(recs, key=lambda r: rank(r, seed))}
         if len(chosen) == len(recs) and len(recs) >= 2:
-            chosen.discard(max(recs, key=lambda r: hashlib.sha256(f"{seed}:{r}".encode()).digest()))
+            chosen.discard(max(recs, key=lambda r: rank(r, seed)))
         held |= chosen
     for c in clips:
         (val if c.recording in held else train).append(c)
@@ -129,13 +131,7 @@ def load_audio(path: Path) -> np.ndarray:
                     return ref.to_16k_mono(data.astype(np.float32) / 32768.0, w.getframerate())
         except wave.Error:
             pass
-    import subprocess
-
-    raw = subprocess.run(
-        ["gst-launch-1.0", "-q", "filesrc", f"location={path}", "!", "decodebin", "!", "audioconvert", "!",
-         "audioresample", "!", "audio/x-raw,format=F32LE,channels=1,rate=16000", "!", "fdsink", "fd=1"],
-        check=True, capture_output=True).stdout
-    return np.frombuffer(raw, "<f4").copy()
+    return convert_yamnet.decode_16k_mono(path).copy()
 
 
 def debian_clips() -> list[Clip]:
@@ -226,16 +222,8 @@ class Backbone:
 
     def __init__(self, model_path: Path, taps: tuple[str, ...], threads: int = 0):
         import onnx
-        import onnxruntime as ort
-        from onnx import TensorProto, helper
 
-        model = onnx.load(str(model_path))
-        have = {o.name for o in model.graph.output}
-        model.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None)
-                                  for t in taps if t not in have)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        self.session = convert_yamnet.tapped_session(onnx.load(str(model_path)), list(taps), threads=threads)
         self.names = ["scores", "embedding", *taps]
 
     def features(self, windows: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:

@@ -134,16 +134,15 @@ def main() -> int:
             val_bg = train_bg
         backbone = hd.Backbone(args.backbone, hb.TAPS, args.threads)
         features = {}
-        for name, part, bgs, extra_neg in (
-            ("train", train, train_bg, [c for c in debian if c.label == "alerts"]),
-            ("val", val, val_bg, []),
+        # (name, clips, backgrounds to mix into, extra look-alikes, backgrounds used alone)
+        for name, part, bgs, extra_neg, alone in (
+            ("train", train, train_bg, [c for c in debian if c.label == "alerts"], train_bg),
+            ("val", val, val_bg, [], [c.audio for c in val if is_bg(c)]),
         ):
             log(f"{name}: mixing and running the backbone")
             builder = hb.Builder(classes, bgs, args.seed + (name == "val"))
             events = [c for c in part if not is_bg(c)] + extra_neg
-            f = hb.build_features(backbone, builder, events, [c.audio for c in part if is_bg(c)] +
-                                  ([c.audio for c in debian if c.label != "alerts"] if name == "train" else []),
-                                  args.per_label, log)
+            f = hb.build_features(backbone, builder, events, alone, args.per_label, log)
             features.update({f"{name}/{k}": v for k, v in f.items()})
         if args.cache:
             np.savez(args.cache, **features)

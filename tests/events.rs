@@ -187,14 +187,18 @@ fn heads_model() -> String {
 /// The security groups, scored by the heads.
 const SECURITY: &str = "gunshot,glass,scream,siren,fireworks";
 
-/// (event, group, onset s) of every event a run of the heads model posts on `audio`.
-fn head_events(audio: &[f32]) -> Vec<(String, String, f64)> {
+/// The event messages the heads model posts on `audio`, watching `watch`.
+fn head_events(audio: &[f32], watch: &str) -> Vec<gst::Structure> {
     let model = heads_model();
-    let mut h = harness(&[("model", &model), ("watch", SECURITY)]);
+    let mut h = harness(&[("model", &model), ("watch", watch)]);
     let mut pts = gst::ClockTime::ZERO;
     push(&mut h, audio, &mut pts);
     h.push_event(gst::event::Eos::new());
-    let (_, events) = messages(&h);
+    messages(&h).1
+}
+
+/// (event, group, onset s) of each event message.
+fn summary(events: &[gst::Structure]) -> Vec<(String, String, f64)> {
     events
         .iter()
         .map(|e| {
@@ -211,18 +215,13 @@ fn with_the_heads_a_real_gunshot_or_glass_break_at_10_db_in_speech_starts_its_ev
         ("glass_breaking__infineon__1.wav", "glass", "head/glass"),
     ] {
         let audio = in_speech(&load(file), 10.0);
-        let events = head_events(&audio);
+        let events = summary(&head_events(&audio, SECURITY));
         let starts: Vec<_> = events.iter().filter(|e| e.0 == "start").collect();
         assert_eq!(starts.len(), 1, "{file}: {events:?}");
         assert_eq!(starts[0].1, group, "{file}: {events:?}");
         assert!((3.5..=4.6).contains(&starts[0].2), "{file}: {events:?}");
-        let model = heads_model();
-        let mut h = harness(&[("model", &model), ("watch", group)]);
-        let mut pts = gst::ClockTime::ZERO;
-        push(&mut h, &audio, &mut pts);
-        h.push_event(gst::event::Eos::new());
-        let (_, events) = messages(&h);
-        let start = events.iter().find(|e| kind(e).0 == "start").unwrap();
+        let alone = head_events(&audio, group);
+        let start = alone.iter().find(|e| kind(e).0 == "start").unwrap();
         assert_eq!(common::strings(start, "labels"), [label]);
     }
 }
@@ -248,7 +247,7 @@ fn with_the_heads_fireworks_start_no_gunshot() {
         audio.extend(load_path(&train.join(clip)));
         audio.extend(std::iter::repeat_n(0.0, RATE as usize));
     }
-    let events = head_events(&audio);
+    let events = summary(&head_events(&audio, SECURITY));
     assert!(
         events.iter().all(|e| e.1 != "gunshot"),
         "{clips:?}: {events:?}"
