@@ -99,7 +99,12 @@ def main() -> int:
     started = time.time()
     log = lambda *a: print(*a, flush=True)  # noqa: E731
 
-    clips = hd.read_folder(args.data)
+    if not args.data.is_dir():
+        raise SystemExit(f"--data {args.data}: no such folder (one sub-folder of WAV files per label)")
+    try:
+        clips = hd.read_folder(args.data)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
     labels = {c.label for c in clips}
     classes = parse_classes(args.classes or SECURITY_CLASSES, labels)
     if args.limit:
