@@ -239,7 +239,7 @@ fn end_to_end(
             let (mut bare, mut rates) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
                 bare.push(bare_ort_loaded(float, cuda, 64, features));
-                let (count, wall) = files_at_once(input, model, properties, 1);
+                let (count, wall) = files_at_once(input, Some(model), properties, 1);
                 assert!(count >= windows, "{count} windows, expected {windows}");
                 rates.push(count as f64 / wall);
             }
@@ -273,7 +273,7 @@ fn many(mono16: &Path, float: &Path, windows: usize, seconds: f64, cuda_only: bo
     .filter(|row| !cuda_only || row.0.contains("cuda"))
     {
         for &n in counts {
-            let (count, wall) = files_at_once(mono16, float, properties, n);
+            let (count, wall) = files_at_once(mono16, Some(float), properties, n);
             assert!(count >= n * windows, "{count} windows from {n} streams");
             let rate = count as f64 / wall;
             println!(

@@ -15,6 +15,7 @@
 //!    only these.
 //!
 //! Throughput figures are medians of three rounds; ratios are taken within each round.
+//! `-- defaults` runs the references and the element with no property set but the model.
 //!
 //! `cargo test` runs this binary without `--bench`; it then returns at once.
 
@@ -90,6 +91,10 @@ fn main() {
         python_best(&stereo48, "pipeline on the 48 kHz stereo WAV"),
     ];
 
+    // `cargo bench --bench scale -- defaults`: the references and the element with no
+    // property set but the model, nothing else.
+    let defaults_only = support::parts().iter().any(|p| p == "defaults");
+    let cores = gstaudiotagger::model::shared::available_cores() as u32;
     let features = features_of(&long);
     let windows = features.len();
     println!(
@@ -113,19 +118,74 @@ fn main() {
     {
         // Bare ORT on two cores, by model: what decoding alone is compared with below.
         let mut bare_two_cores = Vec::new();
-        // (model, mode, sessions, threads per session, bare ORT's batch). Bare ORT always runs
-        // one session with as many threads as the element's sessions have together: the
-        // fastest it goes on its own.
-        for (name, model, mode, sessions, threads, bare_batch) in [
-            ("float", &float, "blocking", 1, 1, 1),
-            ("float", &float, "queued", 1, 1, 16),
-            ("float", &float, "queued", 1, 2, 16),
-            ("float", &float, "queued", 2, 1, 16),
-            ("int8", &int8, "blocking", 1, 1, 1),
-            ("int8", &int8, "queued", 1, 1, 16),
-            ("int8", &int8, "queued", 1, 2, 16),
-            ("int8", &int8, "queued", 2, 1, 16),
-        ] {
+        // (model, the element's model, its properties, bare ORT's threads and batch). Bare ORT
+        // runs one session with as many threads as the element's sessions have together: the
+        // fastest it goes on its own. The first row of each model sets no property but the
+        // model: what a user gets without reading the docs.
+        let rows = [
+            ("float", None, "", cores, 16),
+            (
+                "float",
+                Some(&float),
+                "mode=blocking sessions=1 threads=1",
+                1,
+                1,
+            ),
+            (
+                "float",
+                Some(&float),
+                "mode=queued sessions=1 threads=1",
+                1,
+                16,
+            ),
+            (
+                "float",
+                Some(&float),
+                "mode=queued sessions=1 threads=2",
+                2,
+                16,
+            ),
+            (
+                "float",
+                Some(&float),
+                "mode=queued sessions=2 threads=1",
+                2,
+                16,
+            ),
+            ("int8", Some(&int8), "", cores, 16),
+            (
+                "int8",
+                Some(&int8),
+                "mode=blocking sessions=1 threads=1",
+                1,
+                1,
+            ),
+            (
+                "int8",
+                Some(&int8),
+                "mode=queued sessions=1 threads=1",
+                1,
+                16,
+            ),
+            (
+                "int8",
+                Some(&int8),
+                "mode=queued sessions=1 threads=2",
+                2,
+                16,
+            ),
+            (
+                "int8",
+                Some(&int8),
+                "mode=queued sessions=2 threads=1",
+                2,
+                16,
+            ),
+        ];
+        for (name, model, properties, bare_threads, bare_batch) in rows
+            .into_iter()
+            .filter(|row| !defaults_only || row.2.is_empty())
+        {
             let (mut bare, mut rates, mut overheads) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
                 // ONNX Runtime as it comes: its threads spin between parallel sections, which
@@ -133,16 +193,12 @@ fn main() {
                 let options = SessionOptions {
                     provider: Provider::Cpu,
                     device_id: 0,
-                    threads: sessions * threads,
+                    threads: bare_threads,
                     spinning: true,
                 };
-                let base = bare_ort_loaded(model, &options, bare_batch, &features);
-                let (count, wall) = files_at_once(
-                    input,
-                    model,
-                    &format!("mode={mode} sessions={sessions} threads={threads}"),
-                    1,
-                );
+                let file = if name == "int8" { &int8 } else { &float };
+                let base = bare_ort_loaded(file, &options, bare_batch, &features);
+                let (count, wall) = files_at_once(input, model.map(|m| m.as_path()), properties, 1);
                 assert!(count >= windows, "{count} windows, expected {windows}");
                 let rate = count as f64 / wall;
                 bare.push(base);
@@ -150,18 +206,26 @@ fn main() {
                 overheads.push(base / rate - 1.0);
             }
             let rate = median(&rates);
-            if sessions == 2 {
+            if properties.contains("sessions=2") {
                 bare_two_cores.push((name, median(&bare)));
             }
+            let what = if properties.is_empty() {
+                "defaults"
+            } else {
+                properties
+            };
             println!(
                 "{:<50} {:>10.0} {rate:>10.0} {:>10.0} {:>+11.1}% {:>11.2}× {:>11.2}×",
-                format!("{label}, {name}, {mode} sessions={sessions} threads={threads}"),
+                format!("{label}, {name}, {what}"),
                 median(&bare),
                 rate * seconds / windows as f64,
                 median(&overheads) * 100.0,
                 rate / model_only,
                 rate / python_on_wav
             );
+        }
+        if defaults_only {
+            continue;
         }
         // The part of every end-to-end run that is not the element's: on two cores busy with
         // inference its time comes out of ONNX Runtime's share, like the front-end's.
@@ -181,7 +245,9 @@ fn main() {
         );
     }
 
-    live(&float, &long);
+    if !defaults_only {
+        live(&float, &long);
+    }
 }
 
 fn live(model: &Path, audio: &[f32]) {

@@ -50,8 +50,12 @@ def from_messages(path: str) -> int:
 
 
 def from_meta(path: str) -> int:
+    # mode=blocking: each buffer carries the results of the windows it completed. In the
+    # default mode a file's results ride on later buffers, and the last ones, with no buffer
+    # after them, come only as messages.
     pipeline = Gst.parse_launch(
-        "filesrc name=src ! decodebin ! audioconvert ! audiotagger post-messages=false ! appsink name=sink sync=false")
+        "filesrc name=src ! decodebin ! audioconvert ! audiotagger mode=blocking post-messages=false ! "
+        "appsink name=sink sync=false")
     pipeline.get_by_name("src").set_property("location", path)
     sink = pipeline.get_by_name("sink")
     pipeline.set_state(Gst.State.PLAYING)

@@ -9,8 +9,15 @@ use gstaudiotagger::frontend::StreamResampler;
 
 const RATE: u64 = 16000;
 
+/// These tests read each buffer's results as soon as it is pushed: `blocking` reports them
+/// before the push returns.
 fn harness(props: &[(&str, &str)]) -> gst_check::Harness {
-    common::tagger_harness(RATE as i32, props)
+    let props: Vec<_> = [("mode", "blocking")]
+        .iter()
+        .chain(props)
+        .copied()
+        .collect();
+    common::tagger_harness(RATE as i32, &props)
 }
 
 /// Pushes `audio` in 100 ms buffers from `*pts` on.

@@ -430,3 +430,62 @@ fn the_hop_property_sets_where_windows_start() {
         .fold(0.0, f64::max);
     assert!(worst < 1e-6, "scores differ by {worst}");
 }
+
+/// Runs `description` (with an `audiotagger name=t`) to EOS: its window messages and the
+/// element's `active-mode` at the end.
+fn run_to_eos(description: &str) -> (Vec<gst::Structure>, String) {
+    common::init();
+    let pipeline = gst::parse::launch(description).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let windows = common::window_messages(
+        &pipeline.bus().unwrap(),
+        gst::ClockTime::from_seconds(120),
+        description,
+    );
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let mode = bin
+        .by_name("t")
+        .unwrap()
+        .property::<Option<String>>("active-mode")
+        .unwrap_or_default();
+    pipeline.set_state(gst::State::Null).unwrap();
+    (windows, mode)
+}
+
+#[test]
+fn by_default_a_file_is_queued_and_reports_what_blocking_reports() {
+    let file = common::shared_audio().join("long/music__librosa__4.wav");
+    let run = |props: &str| {
+        run_to_eos(&format!(
+            "filesrc location={} ! decodebin ! audioconvert ! audiotagger name=t \
+             full-scores=true min-level=-200 {props} ! fakesink sync=false",
+            file.display()
+        ))
+    };
+    let (reference, mode) = run("mode=blocking");
+    assert_eq!(mode, "blocking");
+    // 45.84 s at a 0.48 s hop: full windows start at 0 to 44.64 s (94), and a padded one
+    // covers the tail.
+    assert_eq!(reference.len(), 95);
+    let (windows, mode) = run("");
+    assert_eq!(mode, "queued");
+    // The same windows up to EOS, none lost, the same scores.
+    let worst = worst_difference(&reference, &windows);
+    assert!(worst < 1e-5, "scores differ by {worst}");
+}
+
+#[test]
+fn by_default_a_live_source_is_live() {
+    // 3 s of a live sine: five full windows and the padded tail, reported in live mode.
+    let (windows, mode) = run_to_eos(
+        "audiotestsrc is-live=true num-buffers=150 samplesperbuffer=320 ! \
+         audio/x-raw,rate=16000 ! audiotagger name=t ! fakesink",
+    );
+    assert_eq!(mode, "live");
+    assert_eq!(windows.len(), 6);
+    // A mode set by the user is kept, live source or not.
+    let (_, mode) = run_to_eos(
+        "audiotestsrc is-live=true num-buffers=10 ! audiotagger name=t mode=queued ! fakesink",
+    );
+    assert_eq!(mode, "queued");
+}

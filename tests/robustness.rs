@@ -11,9 +11,10 @@ use gst::prelude::*;
 
 const RATE: u64 = 16000;
 
-/// Every test here checks all 521 scores, so `full-scores` is on.
+/// Every test here checks all 521 scores, so `full-scores` is on; and reads each buffer's
+/// results as soon as it is pushed, which `blocking` reports before the push returns.
 fn harness(props: &[(&str, &str)]) -> gst_check::Harness {
-    let props: Vec<_> = [("full-scores", "true")]
+    let props: Vec<_> = [("full-scores", "true"), ("mode", "blocking")]
         .iter()
         .chain(props)
         .copied()

@@ -32,8 +32,14 @@ fn messages(h: &mut gst_check::Harness) -> Vec<gst::Structure> {
         .collect()
 }
 
+/// The tests here read each buffer's results and meta as soon as it is pushed, which
+/// `blocking` reports before the push returns.
 fn harness(props: &[(&str, &str)]) -> gst_check::Harness {
-    let props: Vec<_> = [("name", "tagger")].iter().chain(props).copied().collect();
+    let props: Vec<_> = [("name", "tagger"), ("mode", "blocking")]
+        .iter()
+        .chain(props)
+        .copied()
+        .collect();
     common::tagger_harness(48000, &props)
 }
 
@@ -154,7 +160,7 @@ fn meta_is_attached_to_the_buffer_that_completes_each_window() {
 fn meta_survives_audioconvert_and_audioresample() {
     common::init();
     let (pipeline, sink) = common::launch_to_appsink(&format!(
-        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audiotagger post-messages=false ! audioconvert ! audioresample ! audio/x-raw,rate=8000,format=S16LE ! appsink name=sink sync=false",
+        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audiotagger mode=blocking post-messages=false ! audioconvert ! audioresample ! audio/x-raw,rate=8000,format=S16LE ! appsink name=sink sync=false",
         common::shared_audio()
             .join("speech__librispeech__1.wav")
             .display()

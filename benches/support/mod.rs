@@ -111,16 +111,24 @@ pub fn bare_ort_loaded(
 }
 
 /// Launches `n` copies of `filesrc location=input ! decodebin ! audioconvert ! audiotagger
-/// model=model {properties} ! fakesink sync=false`, prerolls them, then plays them all at once.
+/// model=model {properties} ! fakesink sync=false` (no `model=` for `None`: the default model),
+/// prerolls them, then plays them all at once.
 /// Returns (windows reported by all, wall seconds from PLAYING to the last EOS).
-pub fn files_at_once(input: &Path, model: &Path, properties: &str, n: usize) -> (usize, f64) {
+pub fn files_at_once(
+    input: &Path,
+    model: Option<&Path>,
+    properties: &str,
+    n: usize,
+) -> (usize, f64) {
+    let model = model
+        .map(|m| format!("model=\"{}\"", m.display()))
+        .unwrap_or_default();
     let pipelines: Vec<gst::Element> = (0..n)
         .map(|_| {
             gst::parse::launch(&format!(
-                "filesrc location=\"{}\" ! decodebin ! audioconvert ! audiotagger model=\"{}\" \
+                "filesrc location=\"{}\" ! decodebin ! audioconvert ! audiotagger {model} \
                  {properties} ! fakesink sync=false",
                 input.display(),
-                model.display()
             ))
             .unwrap()
         })

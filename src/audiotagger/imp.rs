@@ -33,7 +33,8 @@ const DEFAULT_THRESHOLD: f64 = 0.1;
 const DEFAULT_TOP_K: u32 = 5;
 const DEFAULT_SMOOTHING_WINDOWS: u32 = 3;
 const DEFAULT_THREADS: u32 = 1;
-const DEFAULT_SESSIONS: u32 = 1;
+/// `sessions` 0: one per core on the CPU, one on a GPU (see [`model::shared::layout`]).
+const DEFAULT_SESSIONS: u32 = 0;
 /// `max-queue` 0: chosen from the mode and the model's sessions (see [`Settings::max_queue`]).
 const DEFAULT_MAX_QUEUE: u32 = 0;
 /// Windows one live element may have waiting for the model: at YAMNet's 0.48 s hop, almost 8 s
@@ -82,8 +83,8 @@ impl Settings {
     /// Windows one element may have in the model. Unset, queued mode allows each session a
     /// full batch running and one waiting: with less, a stream that runs ahead of the model
     /// gets ever smaller batches (measured 2-4 % slower with one session, 15-36 % with two).
-    fn max_queue(&self, shared: &SharedModel) -> usize {
-        match (self.max_queue, self.mode) {
+    fn max_queue(&self, mode: Mode, shared: &SharedModel) -> usize {
+        match (self.max_queue, mode) {
             (0, Mode::Live) => LIVE_MAX_QUEUE,
             (0, _) => 2 * shared.sessions() * shared.max_batch(),
             (n, _) => n as usize,
@@ -144,7 +145,7 @@ impl Default for Settings {
             refractory: gst::ClockTime::ZERO,
             min_level: DEFAULT_MIN_LEVEL_DB,
             loud_level: EventDefaults::default().loud_level_db as f64,
-            mode: Mode::Blocking,
+            mode: Mode::Auto,
             max_queue: DEFAULT_MAX_QUEUE,
         }
     }
@@ -232,6 +233,8 @@ pub struct AudioTagger {
     preset: Mutex<(Option<PathBuf>, Arc<Preset>)>,
     /// Measured at start: the time one window's inference takes, reported as our latency.
     processing_latency: Mutex<gst::ClockTime>,
+    /// The mode in force (`active-mode`): `mode`, or what `auto` chose at the first caps.
+    active_mode: Mutex<Option<Mode>>,
     /// Windows live mode skipped since start (`windows-skipped`).
     skipped: AtomicU64,
     /// Live mode: a result came in while another thread held the state, so whoever held it
@@ -247,6 +250,7 @@ impl Default for AudioTagger {
             state: Mutex::default(),
             preset: Mutex::new((None, Arc::new(Preset::builtin()))),
             processing_latency: Mutex::default(),
+            active_mode: Mutex::default(),
             skipped: AtomicU64::new(0),
             report_wanted: AtomicBool::new(false),
         }
@@ -292,9 +296,9 @@ impl ObjectImpl for AudioTagger {
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Inference threads")
                     .blurb(
-                        "ONNX Runtime intra-op threads of each session; 0 = one per core. \
-                         Elements with the same model, provider, threads and sessions share \
-                         their sessions",
+                        "ONNX Runtime intra-op threads of each session; 0 = the cores divided \
+                         among the sessions. Elements with the same model, provider, threads \
+                         and sessions share their sessions",
                     )
                     .maximum(256)
                     .default_value(DEFAULT_THREADS)
@@ -304,11 +308,12 @@ impl ObjectImpl for AudioTagger {
                     .nick("Inference sessions")
                     .blurb(
                         "ONNX Runtime sessions of the model, each running its own batches on \
-                         its own thread (with `threads` intra-op threads). On a busy CPU, \
+                         its own thread (with `threads` intra-op threads). 0 = automatic: one \
+                         per core on the CPU, one on a GPU; every element left at 0 shares \
+                         them, so many elements do not oversubscribe the cores. On a busy CPU, \
                          sessions=N threads=1 gets more done than one session of N threads: \
                          a preempted thread then holds up only its own batch",
                     )
-                    .minimum(1)
                     .maximum(64)
                     .default_value(DEFAULT_SESSIONS)
                     .mutable_ready()
@@ -487,16 +492,19 @@ impl ObjectImpl for AudioTagger {
                     .default_value(EventDefaults::default().loud_level_db as f64)
                     .mutable_playing()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("mode", Mode::Blocking)
+                glib::ParamSpecEnum::builder_with_default("mode", Mode::Auto)
                     .nick("Mode")
                     .blurb(
-                        "When the streaming thread waits for the model. blocking: every buffer \
-                         waits for the windows it completes and carries their results as meta. \
-                         queued: up to max-queue windows in flight, results come later (meta on \
-                         a later buffer); a full queue waits, nothing is lost. live: never waits; \
-                         when max-queue windows are in flight new windows are skipped, counted in \
-                         windows-skipped and warned about. All modes batch windows across elements \
-                         sharing a model",
+                        "When the streaming thread waits for the model. auto: live when upstream \
+                         reports a live stream, else queued (active-mode says which). blocking: \
+                         every buffer waits for the windows it completes and carries their \
+                         results as meta; pick it only when a window's meta must ride on the \
+                         buffer that completed it (it runs windows one at a time, at less than \
+                         half the speed). queued: up to max-queue windows in flight, results \
+                         come later (meta on a later buffer); a full queue waits, nothing is \
+                         lost. live: never waits; when max-queue windows are in flight new \
+                         windows are skipped, counted in windows-skipped and warned about. All \
+                         modes batch windows across elements sharing a model",
                     )
                     .mutable_ready()
                     .build(),
@@ -516,6 +524,14 @@ impl ObjectImpl for AudioTagger {
                 glib::ParamSpecUInt64::builder("windows-skipped")
                     .nick("Windows skipped")
                     .blurb("Windows live mode skipped since start because the model could not keep up")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("active-mode")
+                    .nick("Active mode")
+                    .blurb(
+                        "The mode in force (blocking, queued or live): `mode`, or what auto chose \
+                         from upstream's latency query at the first caps. Empty until then",
+                    )
                     .read_only()
                     .build(),
                 glib::ParamSpecString::builder("active-execution-provider")
@@ -656,6 +672,7 @@ impl ObjectImpl for AudioTagger {
             "attach-meta" => s.attach_meta.to_value(),
             "embeddings" => s.embeddings.to_value(),
             "full-scores" => s.full_scores.to_value(),
+            "active-mode" => self.active_mode.lock().unwrap().map(Mode::nick).to_value(),
             "active-execution-provider" => self
                 .model
                 .lock()
@@ -730,13 +747,19 @@ impl BaseTransformImpl for AudioTagger {
                 ]
             );
         }
+        let (sessions, threads) = model::shared::layout(
+            settings.provider.into(),
+            settings.sessions,
+            settings.threads,
+            model::shared::available_cores(),
+        );
         let options = SessionOptions {
             provider: settings.provider.into(),
             device_id: settings.device_id,
-            threads: settings.threads,
+            threads,
             ..Default::default()
         };
-        let shared = model::shared::get(&settings.model, &options, settings.sessions as usize)
+        let shared = model::shared::get(&settings.model, &options, sessions)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{e}")))?;
         if let Some(reason) = shared.fallback() {
             gst::element_imp_warning!(
@@ -752,10 +775,12 @@ impl BaseTransformImpl for AudioTagger {
         gst::info!(
             CAT,
             imp = self,
-            "model {} ({} classes) on {}, batches of up to {} windows",
+            "model {} ({} classes) on {}, {} sessions of {threads} threads, batches of up to \
+             {} windows",
             settings.model.display(),
             shared.descriptor().num_classes(),
             shared.provider(),
+            shared.sessions(),
             shared.max_batch()
         );
         // A bad preset or watch list is a configuration error: say so now, not at the first shot.
@@ -771,6 +796,7 @@ impl BaseTransformImpl for AudioTagger {
         *self.preset.lock().unwrap() = (settings.event_preset.clone(), Arc::new(preset));
         *self.processing_latency.lock().unwrap() = measure_processing_latency(&shared);
         self.skipped.store(0, Ordering::Relaxed);
+        *self.active_mode.lock().unwrap() = None;
         *self.model.lock().unwrap() = Some(shared);
         Ok(())
     }
@@ -823,9 +849,18 @@ impl BaseTransformImpl for AudioTagger {
             // streaming thread when a buffer completes a window. In live mode the streaming
             // thread never waits for the model, so a sink need not wait for it either. Queued
             // mode waits when its queue is full, so it keeps the blocking figure.
-            let ours = match self.settings.lock().unwrap().mode {
+            let mode = self.active_mode.lock().unwrap().unwrap_or_else(|| {
+                match self.settings.lock().unwrap().mode {
+                    Mode::Auto if live => Mode::Live,
+                    Mode::Auto => Mode::Queued,
+                    chosen => chosen,
+                }
+            });
+            let ours = match mode {
                 Mode::Live => gst::ClockTime::ZERO,
-                Mode::Blocking | Mode::Queued => *self.processing_latency.lock().unwrap(),
+                Mode::Blocking | Mode::Queued | Mode::Auto => {
+                    *self.processing_latency.lock().unwrap()
+                }
             };
             gst::debug!(
                 CAT,
@@ -1028,6 +1063,33 @@ impl AudioTagger {
         state.unattached.clear();
     }
 
+    /// The mode in force, decided once per start at the first caps. `auto` asks upstream with a
+    /// latency query: a live source (a capture card, a camera, a network stream) gets `live`, so
+    /// it never waits for the model; anything else, e.g. a file, gets `queued`, which keeps
+    /// every session busy and loses nothing.
+    fn mode(&self) -> Mode {
+        if let Some(mode) = *self.active_mode.lock().unwrap() {
+            return mode;
+        }
+        let asked = self.settings.lock().unwrap().mode;
+        let mode = match asked {
+            Mode::Auto => {
+                let mut q = gst::query::Latency::new();
+                let live = self.obj().sink_pad().peer_query(&mut q) && q.result().0;
+                if live { Mode::Live } else { Mode::Queued }
+            }
+            chosen => chosen,
+        };
+        gst::info!(
+            CAT,
+            imp = self,
+            "mode {} ({} asked for)",
+            mode.nick(),
+            asked.nick()
+        );
+        *self.active_mode.lock().unwrap().get_or_insert(mode)
+    }
+
     /// Sends `windows` to the model (quiet ones skip it) and reports the results the mode lets
     /// this buffer wait for.
     fn handle_windows(
@@ -1089,8 +1151,9 @@ impl AudioTagger {
                 features.append(&mut w.features);
             }
         }
-        let max_queue = settings.max_queue(&shared);
-        if settings.mode == Mode::Live && batch > 0 && state.in_model + batch > max_queue {
+        let mode = self.mode();
+        let max_queue = settings.max_queue(mode, &shared);
+        if mode == Mode::Live && batch > 0 && state.in_model + batch > max_queue {
             self.skip(state, windows.len(), max_queue);
             self.collect(state, buf, Wait::Ready);
             return;
@@ -1099,7 +1162,7 @@ impl AudioTagger {
             let (tx, rx) = mpsc::sync_channel(1);
             // Live streams must not wait for their next buffer to hear of a gunshot: the
             // inference thread reports the results itself when the element is not busy.
-            let element = (settings.mode == Mode::Live).then(|| self.obj().downgrade());
+            let element = (mode == Mode::Live).then(|| self.obj().downgrade());
             let job = Job {
                 features,
                 windows: batch,
@@ -1114,9 +1177,9 @@ impl AudioTagger {
                     }
                 }),
             };
-            match settings.mode {
+            match mode {
                 Mode::Blocking => shared.run_here_or_submit(job),
-                Mode::Queued | Mode::Live => shared.submit(job),
+                Mode::Queued | Mode::Live | Mode::Auto => shared.submit(job),
             }
             rx
         });
@@ -1126,9 +1189,9 @@ impl AudioTagger {
             row,
             result,
         });
-        let wait = match settings.mode {
+        let wait = match mode {
             Mode::Blocking => Wait::AtMost(0),
-            Mode::Queued => Wait::AtMost(max_queue),
+            Mode::Queued | Mode::Auto => Wait::AtMost(max_queue),
             Mode::Live => Wait::Ready,
         };
         self.collect(state, buf, wait);
@@ -1289,7 +1352,7 @@ impl AudioTagger {
                 match buf.as_deref_mut() {
                     Some(buf) => attach(buf, |s| result.fill(s)),
                     // Reported by the inference thread: the next buffer carries it.
-                    None if settings.mode == Mode::Live && !draining => {
+                    None if self.mode() == Mode::Live && !draining => {
                         state.unattached.push(result.to_structure())
                     }
                     None => {}
@@ -1457,6 +1520,7 @@ impl AudioFilterImpl for AudioTagger {
                 "caps before the model was loaded"
             ));
         };
+        self.mode();
         let settings = self.settings.lock().unwrap().clone();
         let mut config = shared.descriptor().frontend.clone();
         if settings.hop > gst::ClockTime::ZERO {

@@ -100,6 +100,22 @@ pub enum Mode {
         nick = "live"
     )]
     Live = 2,
+    #[enum_value(
+        name = "Auto: live when upstream reports a live stream (latency query), else queued",
+        nick = "auto"
+    )]
+    Auto = 3,
+}
+
+impl Mode {
+    pub fn nick(self) -> &'static str {
+        match self {
+            Mode::Blocking => "blocking",
+            Mode::Queued => "queued",
+            Mode::Live => "live",
+            Mode::Auto => "auto",
+        }
+    }
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -84,6 +84,33 @@ impl SharedModel {
     }
 }
 
+/// How many sessions to run and how many intra-op threads each, from what the user set (0 for
+/// "choose") and the cores this process may use.
+///
+/// `sessions` 0: one per core on the CPU, where sessions of one thread each get the most done
+/// beside the streaming threads (see [`get`]); one on a GPU, where a single session already
+/// runs batches faster than the streams fill them. Every element that leaves both at 0 asks for
+/// the same layout, so they share one set of sessions and a hundred elements start no more
+/// threads than one. `threads` 0: the cores divided among the sessions.
+pub fn layout(provider: Provider, sessions: u32, threads: u32, cores: usize) -> (usize, u32) {
+    let cores = cores.max(1);
+    let sessions = match (sessions, provider) {
+        (0, Provider::Cpu) => cores,
+        (0, Provider::Cuda | Provider::TensorRt | Provider::Auto) => 1,
+        (n, _) => n as usize,
+    };
+    let threads = match threads {
+        0 => (cores / sessions).max(1) as u32,
+        n => n,
+    };
+    (sessions, threads)
+}
+
+/// The cores this process may run on (its CPU affinity and cgroup quota), at least one.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 type Key = (PathBuf, SessionOptions, usize);
 
 static CACHE: LazyLock<Mutex<HashMap<Key, Weak<SharedModel>>>> = LazyLock::new(Default::default);
@@ -140,4 +167,24 @@ pub fn get(
     });
     cache.insert(key, Arc::downgrade(&shared));
     Ok(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_layout_uses_every_core_once() {
+        // One single-threaded session per core on the CPU; the cores split when threads is 0.
+        assert_eq!(layout(Provider::Cpu, 0, 1, 2), (2, 1));
+        assert_eq!(layout(Provider::Cpu, 0, 0, 16), (16, 1));
+        assert_eq!(layout(Provider::Cpu, 2, 0, 16), (2, 8));
+        assert_eq!(layout(Provider::Cpu, 3, 0, 2), (3, 1));
+        // What the user set is kept.
+        assert_eq!(layout(Provider::Cpu, 4, 4, 2), (4, 4));
+        // One GPU session, whatever the cores.
+        assert_eq!(layout(Provider::Cuda, 0, 1, 16), (1, 1));
+        assert_eq!(layout(Provider::TensorRt, 0, 0, 16), (1, 16));
+        assert_eq!(layout(Provider::Cpu, 0, 0, 0), (1, 1));
+    }
 }
