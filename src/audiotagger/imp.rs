@@ -272,7 +272,9 @@ impl ObjectImpl for AudioTagger {
                     .nick("Model")
                     .blurb(
                         "ONNX audio model with an audiotagger descriptor (metadata_props or a \
-                         sidecar <model>.json). Default: the YAMNet model scripts/setup.sh builds",
+                         sidecar <model>.json). Default: yamnet.onnx from $AUDIOTAGGER_DATA_DIR, \
+                         else the data directory the plugin was installed with, else the models/ \
+                         of the checkout it was built in",
                     )
                     .default_value(Some(model::default_model_path().to_string_lossy().as_ref()))
                     .mutable_ready()

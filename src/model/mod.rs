@@ -5,6 +5,7 @@
 
 pub mod batcher;
 pub mod descriptor;
+pub mod locate;
 pub mod provider;
 pub mod runtime;
 pub mod session;
@@ -15,11 +16,7 @@ pub use provider::{Provider, SessionOptions};
 pub use session::{BatchOutput, ModelError, ModelSession};
 pub use shared::SharedModel;
 
-/// The default model built by `scripts/setup.sh`. A build may bake in another location through
-/// `AUDIOTAGGER_DEFAULT_MODEL` at compile time.
+/// The model `model` defaults to (see [`locate`]).
 pub fn default_model_path() -> std::path::PathBuf {
-    match option_env!("AUDIOTAGGER_DEFAULT_MODEL") {
-        Some(p) if !p.is_empty() => p.into(),
-        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/yamnet.onnx"),
-    }
+    locate::default_model()
 }

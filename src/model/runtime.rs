@@ -76,13 +76,10 @@ impl fmt::Display for RuntimeError {
 
 impl std::error::Error for RuntimeError {}
 
-/// The project-local copy installed by `scripts/setup.sh`. A build may bake in another
-/// location (e.g. an install prefix) through `AUDIOTAGGER_ORT_DEFAULT` at compile time.
+/// The copy `meson install` put beside the plugin, else the checkout's from `scripts/setup.sh`
+/// (see [`super::locate`]).
 pub fn project_default_path() -> PathBuf {
-    match option_env!("AUDIOTAGGER_ORT_DEFAULT") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/onnxruntime/libonnxruntime.so"),
-    }
+    super::locate::default_ort_library()
 }
 
 /// Chooses the library: an explicit setting first, then the environment, then the project copy.

@@ -27,9 +27,17 @@ impl std::fmt::Display for ModelError {
             ModelError::Runtime(e) => e.fmt(f),
             ModelError::Missing(p) => write!(
                 f,
-                "model file {} does not exist: run `bash scripts/setup.sh` to build the default \
-                 YAMNet model, or set the `model` property to an ONNX audio model",
-                p.display()
+                "model file {} does not exist: run `bash scripts/setup.sh` in the audiotagger \
+                 checkout to build the default YAMNet model (then `meson install` installs it \
+                 with the plugin), or set the `model` property to an ONNX audio model. Without \
+                 `model` the element looks for {} in {}",
+                p.display(),
+                super::locate::DEFAULT_MODEL,
+                super::locate::model_dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", then ")
             ),
             ModelError::Load { path, reason } => write!(
                 f,
