@@ -133,6 +133,44 @@ fn one_sample_buffers_give_the_results_of_one_big_buffer() {
 }
 
 #[test]
+fn samples_at_an_unaligned_address_give_the_results_of_aligned_ones() {
+    let audio = sine(RATE as usize * 3 / 2, 1000.0, 0.4);
+    let mut aligned = harness(&[]);
+    aligned
+        .push(buffer(&audio, Some(gst::ClockTime::ZERO)))
+        .unwrap();
+    // The same samples one byte into their memory: no f32 can be read from there in place.
+    let mut bytes = vec![0u8];
+    bytes.extend(audio.iter().flat_map(|s| s.to_le_bytes()));
+    let whole = gst::Buffer::from_mut_slice(bytes);
+    let mut shifted = whole
+        .copy_region(gst::BufferCopyFlags::MEMORY, 1..)
+        .unwrap();
+    shifted.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+    let address = shifted.map_readable().unwrap().as_ptr() as usize;
+    assert_ne!(
+        address % 4,
+        0,
+        "the test needs memory f32 cannot be read from in place"
+    );
+    let mut unaligned = harness(&[]);
+    unaligned.push(shifted).unwrap();
+    aligned.push_event(gst::event::Eos::new());
+    unaligned.push_event(gst::event::Eos::new());
+    let (a, _, ea) = drain(&aligned);
+    let (b, _, eb) = drain(&unaligned);
+    assert!(ea.is_empty() && eb.is_empty(), "{ea:?} {eb:?}");
+    assert_eq!(a.len(), 3);
+    assert_eq!(timestamps(&a), timestamps(&b));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            common::floats(x, "full-scores"),
+            common::floats(y, "full-scores")
+        );
+    }
+}
+
+#[test]
 fn a_ten_minute_buffer_is_tagged_whole() {
     let n = RATE as usize * 600;
     let mut audio = sine(n, 700.0, 0.2);

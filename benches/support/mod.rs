@@ -212,42 +212,17 @@ pub struct LiveResult {
 
 fn cpu_time() -> Duration {
     // SAFETY: getrusage fills the struct it is given.
-    let mut usage: libc_rusage::Rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc_rusage::getrusage(0, &mut usage) };
-    let tv = |t: libc_rusage::Timeval| {
-        Duration::from_secs(t.sec as u64) + Duration::from_micros(t.usec as u64)
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
-    tv(usage.utime) + tv(usage.stime)
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// This process's resident memory, MiB.
 fn resident_mib() -> f64 {
     crate::common::rss_kib() as f64 / 1024.0
-}
-
-unsafe extern "C" {
-    /// glibc: hands freed heap back to the system, so the next run's growth starts from what
-    /// is in use rather than from what an earlier run left cached.
-    fn malloc_trim(pad: usize) -> i32;
-}
-
-/// Just enough of `getrusage(2)` (x86-64/aarch64 Linux layout) for the process's CPU time.
-mod libc_rusage {
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    pub struct Timeval {
-        pub sec: i64,
-        pub usec: i64,
-    }
-    #[repr(C)]
-    pub struct Rusage {
-        pub utime: Timeval,
-        pub stime: Timeval,
-        pub rest: [i64; 14],
-    }
-    unsafe extern "C" {
-        pub fn getrusage(who: i32, usage: *mut Rusage) -> i32;
-    }
 }
 
 /// `n` live streams of `seconds`, each a different offset into `audio`, pushed at real-time
@@ -262,8 +237,10 @@ pub fn live_streams(
     audio: &[f32],
     staggered: bool,
 ) -> LiveResult {
-    // SAFETY: malloc_trim only releases free heap pages.
-    unsafe { malloc_trim(0) };
+    // SAFETY: malloc_trim only releases free heap pages. It hands freed heap back to the
+    // system, so this run's growth starts from what is in use, not from what an earlier run
+    // left cached.
+    unsafe { libc::malloc_trim(0) };
     let memory_before = resident_mib();
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let buffer = (16000 * BUFFER_MS / 1000) as usize;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
+use byte_slice_cast::{AsMutByteSlice, AsSliceOf, FromByteSlice, ToMutByteSlice};
+
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -160,7 +162,9 @@ struct Timing {
 
 /// The time `samples` take at `rate`, rounded down to the nanosecond.
 fn samples_to_time(samples: u64, rate: u32) -> gst::ClockTime {
-    gst::ClockTime::from_nseconds((samples as u128 * 1_000_000_000 / rate as u128) as u64)
+    gst::ClockTime::SECOND
+        .mul_div_floor(samples, rate.into())
+        .unwrap_or(gst::ClockTime::MAX)
 }
 
 impl Timing {
@@ -1010,35 +1014,21 @@ fn attach(buf: &mut gst::BufferRef, fill: impl FnOnce(&mut gst::StructureRef)) {
     }
 }
 
-/// Reinterprets the buffer as samples (all accepted formats are little-endian) and feeds them.
-fn push_samples<S: Sample + bytemuck_like::FromLe>(
-    frontend: &mut Frontend,
-    bytes: &[u8],
-    out: &mut Vec<Window>,
-) {
-    // SAFETY: every bit pattern is a valid S (integers and floats); alignment is checked.
-    let (head, samples, tail) = unsafe { bytes.align_to::<S>() };
-    if cfg!(target_endian = "little") && head.is_empty() && tail.is_empty() {
-        frontend.push(samples, out);
-    } else {
-        let owned: Vec<S> = bytes
-            .chunks_exact(std::mem::size_of::<S>())
-            .map(S::from_le)
-            .collect();
-        frontend.push(&owned, out);
+/// Feeds the buffer's samples, in the host's byte order as the caps ask for. Memory that is not
+/// aligned for `S` is copied first.
+fn push_samples<S>(frontend: &mut Frontend, bytes: &[u8], out: &mut Vec<Window>)
+where
+    S: Sample + Default + FromByteSlice + ToMutByteSlice,
+{
+    let whole = &bytes[..bytes.len() / size_of::<S>() * size_of::<S>()];
+    match whole.as_slice_of::<S>() {
+        Ok(samples) => frontend.push(samples, out),
+        Err(_) => {
+            let mut owned = vec![S::default(); whole.len() / size_of::<S>()];
+            owned.as_mut_byte_slice().copy_from_slice(whole);
+            frontend.push(&owned, out);
+        }
     }
-}
-
-mod bytemuck_like {
-    pub trait FromLe: Sized {
-        fn from_le(b: &[u8]) -> Self;
-    }
-    macro_rules! impl_from_le {
-        ($($t:ty),*) => {$(impl FromLe for $t {
-            fn from_le(b: &[u8]) -> Self { <$t>::from_le_bytes(b.try_into().expect("chunk of the type's size")) }
-        })*};
-    }
-    impl_from_le!(i16, i32, f32, f64);
 }
 
 /// Times a warm-up run of one window, which also pays ONNX Runtime's first-run costs on every
@@ -1504,10 +1494,10 @@ impl AudioFilterImpl for AudioTagger {
         static CAPS: LazyLock<gst::Caps> = LazyLock::new(|| {
             gst_audio::AudioCapsBuilder::new_interleaved()
                 .format_list([
-                    gst_audio::AudioFormat::S16le,
-                    gst_audio::AudioFormat::S32le,
-                    gst_audio::AudioFormat::F32le,
-                    gst_audio::AudioFormat::F64le,
+                    gst_audio::AUDIO_FORMAT_S16,
+                    gst_audio::AUDIO_FORMAT_S32,
+                    gst_audio::AUDIO_FORMAT_F32,
+                    gst_audio::AUDIO_FORMAT_F64,
                 ])
                 .rate_range(1..=crate::frontend::MAX_INPUT_RATE as i32)
                 .build()
