@@ -855,13 +855,11 @@ impl BaseTransformImpl for AudioTagger {
             // streaming thread when a buffer completes a window. In live mode the streaming
             // thread never waits for the model, so a sink need not wait for it either. Queued
             // mode waits when its queue is full, so it keeps the blocking figure.
-            let mode = self.active_mode.lock().unwrap().unwrap_or_else(|| {
-                match self.settings.lock().unwrap().mode {
-                    Mode::Auto if live => Mode::Live,
-                    Mode::Auto => Mode::Queued,
-                    chosen => chosen,
-                }
-            });
+            let mode = self
+                .active_mode
+                .lock()
+                .unwrap()
+                .unwrap_or_else(|| self.settings.lock().unwrap().mode.resolve(live));
             let ours = match mode {
                 Mode::Live => gst::ClockTime::ZERO,
                 Mode::Blocking | Mode::Queued | Mode::Auto => {
@@ -1064,14 +1062,11 @@ impl AudioTagger {
             return mode;
         }
         let asked = self.settings.lock().unwrap().mode;
-        let mode = match asked {
-            Mode::Auto => {
-                let mut q = gst::query::Latency::new();
-                let live = self.obj().sink_pad().peer_query(&mut q) && q.result().0;
-                if live { Mode::Live } else { Mode::Queued }
-            }
-            chosen => chosen,
+        let live = asked == Mode::Auto && {
+            let mut q = gst::query::Latency::new();
+            self.obj().sink_pad().peer_query(&mut q) && q.result().0
         };
+        let mode = asked.resolve(live);
         gst::info!(
             CAT,
             imp = self,

@@ -108,6 +108,16 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode `self` means for a stream upstream calls `live` (or not): `auto` becomes `live`
+    /// or `queued`, any other mode stays.
+    pub fn resolve(self, live: bool) -> Mode {
+        match self {
+            Mode::Auto if live => Mode::Live,
+            Mode::Auto => Mode::Queued,
+            chosen => chosen,
+        }
+    }
+
     pub fn nick(self) -> &'static str {
         match self {
             Mode::Blocking => "blocking",
