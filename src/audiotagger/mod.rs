@@ -6,7 +6,12 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod inflight;
+mod outbox;
+mod reconfigure;
 pub mod results;
+mod settings;
+mod timing;
 
 glib::wrapper! {
     pub struct AudioTagger(ObjectSubclass<imp::AudioTagger>)

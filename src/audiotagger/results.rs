@@ -6,6 +6,8 @@
 
 use gst::prelude::*;
 
+use super::imp::CAT;
+use super::outbox::Outbox;
 use crate::frontend::Level;
 use crate::tags::{EventReport, Phase, Tag};
 
@@ -148,5 +150,45 @@ pub fn event_structure(
 pub fn register_meta() {
     if !gst::meta::CustomMeta::is_registered(META_NAME) {
         gst::meta::CustomMeta::register_simple(META_NAME);
+    }
+}
+
+/// Adds an `AudioTaggerMeta` to `buf`, filled by `fill`.
+pub fn attach(buf: &mut gst::BufferRef, fill: impl FnOnce(&mut gst::StructureRef)) {
+    if let Ok(mut meta) = gst::meta::CustomMeta::add(buf, META_NAME) {
+        fill(meta.mut_structure());
+    }
+}
+
+/// The `audiotagger-event` messages of `reports`, from `src`.
+pub(super) fn queue_events(
+    src: &gst::Element,
+    reports: Vec<EventReport>,
+    labels: &[String],
+    segment: Option<&gst::FormattedSegment<gst::format::Time>>,
+    out: &mut Outbox,
+) {
+    let times = |ns: u64| {
+        let timestamp = gst::ClockTime::from_nseconds(ns);
+        Times {
+            timestamp,
+            stream_time: segment.and_then(|s| s.to_stream_time(timestamp)),
+            running_time: segment.and_then(|s| s.to_running_time(timestamp)),
+        }
+    };
+    for report in &reports {
+        gst::info!(
+            CAT,
+            obj = src,
+            "event {:?} {} at {}",
+            report.phase,
+            report.group,
+            gst::ClockTime::from_nseconds(report.start)
+        );
+        out.push(
+            gst::message::Element::builder(event_structure(report, labels, times))
+                .src(src)
+                .build(),
+        );
     }
 }

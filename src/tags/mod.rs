@@ -8,6 +8,7 @@ pub mod events;
 pub mod groups;
 pub mod select;
 pub mod smoothing;
+pub mod step;
 
 pub use events::{
     EventDefaults, EventDetector, EventReport, Observation, Phase, ResolvedGroup, StopReason,
@@ -15,3 +16,4 @@ pub use events::{
 pub use groups::Preset;
 pub use select::{ClassFilter, Tag, top_k};
 pub use smoothing::{Smoother, Smoothing};
+pub use step::{Selection, StreamTagger, WindowTags, resolve_watch};
