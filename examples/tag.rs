@@ -9,8 +9,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use gst::glib;
-use gst::prelude::*;
 use serde_json::{Value, json};
+
+#[path = "support/pipeline.rs"]
+mod pipeline;
+use pipeline::Failure;
 
 fn array<T: for<'a> glib::value::FromValue<'a> + Into<Value>>(
     s: &gst::StructureRef,
@@ -62,95 +65,21 @@ fn main() -> ExitCode {
         eprintln!("usage: tag FILE_OR_URI [audiotagger property=value ...]");
         return ExitCode::from(2);
     };
-    gst::init().expect("GStreamer initialises");
-    gstaudiotagger::plugin_register_static().expect("the plugin registers");
-    let uri = if input.contains("://") {
-        input
-    } else {
-        match std::fs::canonicalize(&input)
-            .map_err(|e| e.to_string())
-            .and_then(|p| {
-                glib::filename_to_uri(&p, None)
-                    .map(|u| u.to_string())
-                    .map_err(|e| e.to_string())
-            }) {
-            Ok(u) => u,
-            Err(e) => {
-                eprintln!("{input}: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    };
-    let pipeline = gst::Pipeline::new();
-    let elements = (|| -> Result<_, glib::BoolError> {
-        let src = gst::ElementFactory::make("uridecodebin")
-            .property("uri", &uri)
-            .build()?;
-        let convert = gst::ElementFactory::make("audioconvert").build()?;
-        let resample = gst::ElementFactory::make("audioresample").build()?;
-        let tagger = gst::ElementFactory::make("audiotagger").build()?;
+    let run = || -> Result<(), Failure> {
+        pipeline::init()?;
+        let uri = pipeline::uri_of(&input)?;
         let sink = gst::ElementFactory::make("fakesink")
             .property("sync", false)
-            .build()?;
-        Ok((src, convert, resample, tagger, sink))
-    })();
-    let (src, convert, resample, tagger, sink) = match elements {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("cannot build the pipeline: {e}");
-            return ExitCode::FAILURE;
-        }
+            .build()
+            .map_err(|e| Failure(format!("cannot make fakesink: {e}"), 1))?;
+        let (pipeline, _) = pipeline::build(&uri, args, sink)?;
+        pipeline::run(&pipeline, |s| {
+            // A closed stdout (`| head`) ends the run quietly.
+            s.name() != "audiotagger" || writeln!(std::io::stdout(), "{}", to_json(s)).is_ok()
+        })
     };
-    for prop in args {
-        let Some((k, v)) = prop.split_once('=') else {
-            eprintln!("{prop}: expected property=value");
-            return ExitCode::from(2);
-        };
-        if tagger.find_property(k).is_none() {
-            eprintln!("audiotagger has no property {k:?} (see gst-inspect-1.0 audiotagger)");
-            return ExitCode::from(2);
-        }
-        tagger.set_property_from_str(k, v);
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
     }
-    pipeline
-        .add_many([&src, &convert, &resample, &tagger, &sink])
-        .unwrap();
-    gst::Element::link_many([&convert, &resample, &tagger, &sink]).unwrap();
-    let convert_sink = convert.static_pad("sink").unwrap();
-    src.connect_pad_added(move |_, pad| {
-        let is_audio = pad.current_caps().is_some_and(|c| {
-            c.structure(0)
-                .is_some_and(|s| s.name().starts_with("audio/"))
-        });
-        if is_audio && !convert_sink.is_linked() {
-            let _ = pad.link(&convert_sink);
-        }
-    });
-    if pipeline.set_state(gst::State::Playing).is_err() {
-        eprintln!("the pipeline did not start; see the error below");
-    }
-    let bus = pipeline.bus().unwrap();
-    let mut status = ExitCode::SUCCESS;
-    for msg in bus.iter_timed(gst::ClockTime::NONE) {
-        match msg.view() {
-            gst::MessageView::Element(e) => {
-                if let Some(s) = e.structure().filter(|s| s.name() == "audiotagger") {
-                    // A closed stdout (`| head`) ends the run quietly.
-                    if writeln!(std::io::stdout(), "{}", to_json(s)).is_err() {
-                        break;
-                    }
-                }
-            }
-            gst::MessageView::Warning(w) => eprintln!("warning: {}", w.error()),
-            gst::MessageView::Error(e) => {
-                eprintln!("error: {}", e.error());
-                status = ExitCode::FAILURE;
-                break;
-            }
-            gst::MessageView::Eos(_) => break,
-            _ => {}
-        }
-    }
-    let _ = pipeline.set_state(gst::State::Null);
-    status
 }

@@ -14,6 +14,8 @@ apt_packages=(
   meson ninja-build python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0
   # Real recordings to calibrate the int8 model on and to benchmark with.
   asterisk-moh-opsound-wav asterisk-core-sounds-en-wav sound-theme-freedesktop
+  # The font the timeline example writes its labels in.
+  fonts-dejavu-core
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The examples work: the CLI prints JSON per window, the Python script reads the messages.
+//! The examples work: the CLI prints JSON per window, the Python script reads the messages, the
+//! timeline draws a file and dumps the features the model is fed.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -82,4 +83,77 @@ fn the_python_example_reads_the_messages_and_the_meta() {
         (messages.lines().collect(), meta.lines().collect());
     assert_eq!(meta.len() + 1, messages.len());
     assert_eq!(meta[..], messages[..meta.len()]);
+}
+
+#[test]
+fn the_timeline_draws_a_file_and_dumps_what_the_model_is_fed() {
+    let timeline = target_dir().join("examples/timeline");
+    assert!(
+        timeline.exists(),
+        "{} (built by `cargo test --all-targets`)",
+        timeline.display()
+    );
+    let dir = std::env::temp_dir().join(format!("audiotagger-timeline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (png, npy) = (dir.join("speech.png"), dir.join("speech.npy"));
+    // 16 kHz mono: the model's rate, so the independent reference needs no resampler.
+    let stdout = run_ok(
+        Command::new(&timeline)
+            .arg(speech())
+            .arg(&png)
+            .args(["--top", "5", "--features"])
+            .arg(&npy)
+            .arg("watch=speech"),
+    );
+    let head = std::fs::read(&png).unwrap();
+    assert_eq!(&head[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(
+        u32::from_be_bytes(head[16..20].try_into().unwrap()),
+        1600,
+        "width"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[1].starts_with("class Speech "), "{stdout}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("class ")).count(),
+        5,
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("event speech from 0.")),
+        "speech from the start: {stdout}"
+    );
+
+    // The dump against the numpy float64 reference of YAMNet's published front-end, which
+    // shares no code with ours: every complete window, to the front-end parity bound.
+    let check = r#"
+import sys
+import numpy as np
+sys.path.insert(0, "models")
+import yamnet_reference as ref
+dump = np.load(sys.argv[1])
+samples, rate = ref.load_wav(sys.argv[2])
+assert rate == 16000 and samples.shape[1] == 1
+expected = ref.patches(ref.log_mel(samples[:, 0]))
+assert dump.dtype == np.float32 and dump.shape[1:] == (96, 64), dump.shape
+# The element also pads the tail into one last window.
+assert dump.shape[0] == expected.shape[0] + 1, (dump.shape, expected.shape)
+worst = np.abs(dump[: len(expected)] - expected).max()
+assert worst <= 1e-4, worst
+print(len(dump), worst)
+"#;
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let out = run_ok(
+        Command::new(python)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["-c", check])
+            .arg(&npy)
+            .arg(speech()),
+    );
+    assert!(!out.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let usage = Command::new(&timeline).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("usage: timeline"));
 }

@@ -639,9 +639,7 @@ impl AudioFilterImpl for AudioTagger {
         let settings = self.settings.lock().unwrap().clone();
         let mut config = shared.descriptor().frontend.clone();
         if settings.hop > gst::ClockTime::ZERO {
-            let hop = (settings.hop.nseconds() as u128 * config.sample_rate as u128 / 1_000_000_000)
-                as usize;
-            config = config.with_hop_samples(hop);
+            config = config.with_hop_ns(settings.hop.nseconds());
         }
         let frontend =
             Frontend::new(config, info.rate(), info.channels() as usize).map_err(|e| {

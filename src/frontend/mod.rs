@@ -100,6 +100,13 @@ impl FrontendConfig {
         self
     }
 
+    /// The same front-end with a hop given in nanoseconds (the element's `hop`), rounded as
+    /// [`FrontendConfig::with_hop_samples`] rounds.
+    pub fn with_hop_ns(self, nanoseconds: u64) -> Self {
+        let hop = nanoseconds as u128 * self.sample_rate as u128 / 1_000_000_000;
+        self.with_hop_samples(hop as usize)
+    }
+
     /// Frames per window for log-mel models.
     pub fn frames_per_window(&self) -> Option<usize> {
         match &self.input {
