@@ -253,9 +253,10 @@ fn main() {
 fn live(model: &Path, audio: &[f32]) {
     println!(
         "\n== Live streams: appsrc at real time ({BUFFER_MS} ms buffers, {LIVE_SECONDS} s) ! \
-         audiotagger mode=live threads=2 ! fakesink, float model"
+         audiotagger mode=live ! fakesink, float model, sessions and threads at their defaults \
+         (one session of one thread per core, shared by every stream)"
     );
-    support::live_table(model, "threads=2", LIVE_SECONDS, audio);
+    support::live_table(model, "", LIVE_SECONDS, audio);
 }
 
 fn python_reference(root: &Path, audio: &Path, threads: u32) -> (f64, u64) {

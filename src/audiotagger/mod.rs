@@ -14,6 +14,55 @@ mod settings;
 mod timing;
 
 glib::wrapper! {
+    /**
+     * SECTION:element-audiotagger
+     * @see_also: level, ebur128level
+     *
+     * `audiotagger` listens to an audio stream and says what is in it (speech, music, a gunshot,
+     * breaking glass, a siren, any of YAMNet's 521 AudioSet classes, or the classes of heads
+     * trained on top of it) with an ONNX audio model run by ONNX Runtime. The audio passes through
+     * untouched, bit for bit, with its timestamps.
+     *
+     * Internally it downmixes to mono, resamples to the model's rate, cuts windows of the model's
+     * length (0.975 s for YAMNet) every `hop`, computes the model's log-mel features and runs the
+     * model, batching windows of every element that shares the model. For each window it posts an
+     * element message named `audiotagger` and attaches the same fields to a buffer as the custom
+     * meta `AudioTaggerMeta`:
+     *
+     * - `window-index` (guint64), `timestamp`, `stream-time`, `running-time`, `duration`
+     *   (GstClockTime): which window, exact to the nanosecond;
+     * - `labels`, `class-ids`, `scores` (arrays): the window's top-k classes at or above
+     *   `threshold`; `smoothed-labels`, `smoothed-class-ids`, `smoothed-scores`: the same over the
+     *   last `smoothing-windows` windows;
+     * - `partial`, `quiet` (booleans), `rms-db`, `peak-db`, `short-term-db` (doubles): padding at
+     *   EOS, a window below `min-level` that skipped the model, the window's level;
+     * - `full-scores`, `embedding` (arrays of doubles) with the properties of the same names.
+     *
+     * With `watch` (e.g. `watch=gunshot,glass`) it also posts `audiotagger-event` messages when a
+     * watched group's sound starts and stops: `event` (`start` or `stop`), `group`, the onset's
+     * `timestamp`, `stream-time` and `running-time`, on stop `end-timestamp`, `duration` and
+     * `reason`, and `peak-score`, `labels`, `scores`, `peak-level-db`, `suppressed`.
+     *
+     * ## Example pipelines
+     *
+     * Tag a file and print every message:
+     * |[
+     * gst-launch-1.0 -m filesrc location=x.wav ! decodebin ! audioconvert ! audiotagger ! fakesink
+     * ]|
+     *
+     * Watch a live camera's audio for gunshots and breaking glass with the trained heads (a live
+     * source makes the element never wait for the model):
+     * |[
+     * gst-launch-1.0 -m rtspsrc location=rtsp://camera/stream ! decodebin ! audioconvert \
+     *     ! audiotagger model=yamnet-heads.onnx watch=gunshot,glass,scream ! fakesink
+     * ]|
+     *
+     * Log speech and music segments of a broadcast feed while it plays on:
+     * |[
+     * gst-launch-1.0 -m souphttpsrc location=http://radio/stream ! decodebin ! audioconvert \
+     *     ! audiotagger watch=speech,music labels="Speech;Music" ! audioconvert ! autoaudiosink
+     * ]|
+     */
     pub struct AudioTagger(ObjectSubclass<imp::AudioTagger>)
         @extends gst_audio::AudioFilter, gst_base::BaseTransform, gst::Element, gst::Object;
 }
