@@ -53,7 +53,7 @@ glib::wrapper! {
      * Watch a live camera's audio for gunshots and breaking glass with the trained heads (a live
      * source makes the element never wait for the model):
      * |[
-     * gst-launch-1.0 -m rtspsrc location=rtsp://camera/stream ! decodebin ! audioconvert \
+     * gst-launch-1.0 -m uridecodebin uri=rtsp://camera/stream ! audioconvert \
      *     ! audiotagger model=yamnet-heads.onnx watch=gunshot,glass,scream ! fakesink
      * ]|
      *
