@@ -336,18 +336,18 @@ impl BaseTransformImpl for AudioTagger {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let flow = self
-            .catch_panic(|| self.analyse(buf))
-            .unwrap_or(Err(gst::FlowError::Error));
+        let flow = self.analyse(buf);
         if self.report_wanted.load(Ordering::SeqCst) {
-            self.catch_panic(|| self.report_ready());
+            self.report_ready();
         }
         flow
     }
 }
 
 impl AudioTagger {
-    /// A bug must not abort the host process: a panic in `f` becomes an element error.
+    /// A bug must not abort the host process: a panic in `f` becomes an element error. Only
+    /// for the inference threads' replies: GStreamer's calls into the element (`transform_ip`
+    /// and the rest) already turn a panic into an element error in the bindings.
     fn catch_panic<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
             .map_err(|panic| {
