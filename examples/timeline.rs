@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use byte_slice_cast::{AsSliceOf, FromByteSlice};
 use gst::prelude::*;
-use gstaudiotagger::frontend::{Frontend, Sample, Window};
+use gstaudiotagger::audiotagger::input;
+use gstaudiotagger::frontend::{Frontend, Window};
 use gstaudiotagger::model::{ModelSession, SessionOptions, runtime};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -249,39 +249,8 @@ fn features(
     let mut frontend =
         Frontend::new(config, info.rate(), info.channels() as usize).map_err(|e| Failure(e, 1))?;
     let mut out = Vec::new();
-    fn push<S: Sample + FromByteSlice + Copy>(
-        f: &mut Frontend,
-        bytes: &[u8],
-        out: &mut Vec<Window>,
-    ) {
-        // Copied into place: a Vec<u8> promises no alignment for S.
-        let samples: Vec<S> = bytes
-            .chunks_exact(size_of::<S>())
-            .map(|c| {
-                c.as_slice_of::<S>()
-                    .map_or_else(|_| unaligned::<S>(c), |s| s[0])
-            })
-            .collect();
-        f.push(&samples, out);
-    }
-    fn unaligned<S: FromByteSlice + Copy>(c: &[u8]) -> S {
-        let mut v = [0u8; 8];
-        v[..c.len()].copy_from_slice(c);
-        v[..c.len()].as_slice_of::<S>().expect("an aligned array")[0]
-    }
-    let bytes = &received.bytes;
-    match info.format() {
-        gst_audio::AUDIO_FORMAT_S16 => push::<i16>(&mut frontend, bytes, &mut out),
-        gst_audio::AUDIO_FORMAT_S32 => push::<i32>(&mut frontend, bytes, &mut out),
-        gst_audio::AUDIO_FORMAT_F32 => push::<f32>(&mut frontend, bytes, &mut out),
-        gst_audio::AUDIO_FORMAT_F64 => push::<f64>(&mut frontend, bytes, &mut out),
-        other => {
-            return Err(Failure(
-                format!("the element got {other:?}, which it refuses"),
-                1,
-            ));
-        }
-    }
+    input::push(&mut frontend, info.format(), &received.bytes, &mut out)
+        .map_err(|other| Failure(format!("the element got {other:?}, which it refuses"), 1))?;
     frontend.finish(&mut out);
     Ok(out)
 }

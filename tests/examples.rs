@@ -11,6 +11,17 @@ fn target_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
+/// The example binary `name`, which must have been built.
+fn example(name: &str) -> PathBuf {
+    let path = target_dir().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} (built by `cargo test --all-targets`)",
+        path.display()
+    );
+    path
+}
+
 fn speech() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/speech__librispeech__3.wav")
 }
@@ -28,12 +39,7 @@ fn run_ok(cmd: &mut Command) -> String {
 
 #[test]
 fn the_cli_prints_one_json_object_per_window() {
-    let cli = target_dir().join("examples/tag");
-    assert!(
-        cli.exists(),
-        "{} (built by `cargo test --all-targets`)",
-        cli.display()
-    );
+    let cli = example("tag");
     let stdout = run_ok(Command::new(&cli).arg(speech()).arg("top-k=3"));
     let windows: Vec<serde_json::Value> = stdout
         .lines()
@@ -87,12 +93,7 @@ fn the_python_example_reads_the_messages_and_the_meta() {
 
 #[test]
 fn the_timeline_draws_a_file_and_dumps_what_the_model_is_fed() {
-    let timeline = target_dir().join("examples/timeline");
-    assert!(
-        timeline.exists(),
-        "{} (built by `cargo test --all-targets`)",
-        timeline.display()
-    );
+    let timeline = example("timeline");
     let dir = std::env::temp_dir().join(format!("audiotagger-timeline-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (png, npy) = (dir.join("speech.png"), dir.join("speech.npy"));

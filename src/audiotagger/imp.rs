@@ -14,8 +14,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
-use byte_slice_cast::{AsMutByteSlice, AsSliceOf, FromByteSlice, ToMutByteSlice};
-
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -24,11 +22,12 @@ use gst_base::prelude::*;
 
 use super::Mode;
 use super::inflight::{InFlight, Pending, Wait};
+use super::input;
 use super::outbox::Outbox;
 use super::results::attach;
 use super::settings::{self, Changed, Settings};
 use super::timing::Timing;
-use crate::frontend::{Frontend, Sample, Window};
+use crate::frontend::{Frontend, Window};
 use crate::model::batcher::Job;
 use crate::model::{self, SessionOptions, SharedModel, runtime};
 use crate::tags::{Preset, StopReason, StreamTagger, resolve_watch};
@@ -439,21 +438,13 @@ impl AudioTagger {
             let map = buf.map_readable()?;
             let bytes = map.as_slice();
             let frames = bytes.len() / state.info.bpf() as usize;
-            match state.info.format() {
-                gst_audio::AUDIO_FORMAT_S16 => {
-                    push_samples::<i16>(&mut state.frontend, bytes, &mut windows)
-                }
-                gst_audio::AUDIO_FORMAT_S32 => {
-                    push_samples::<i32>(&mut state.frontend, bytes, &mut windows)
-                }
-                gst_audio::AUDIO_FORMAT_F32 => {
-                    push_samples::<f32>(&mut state.frontend, bytes, &mut windows)
-                }
-                gst_audio::AUDIO_FORMAT_F64 => {
-                    push_samples::<f64>(&mut state.frontend, bytes, &mut windows)
-                }
-                other => unreachable!("caps allow no {other:?}"),
-            }
+            input::push(
+                &mut state.frontend,
+                state.info.format(),
+                bytes,
+                &mut windows,
+            )
+            .unwrap_or_else(|other| unreachable!("caps allow no {other:?}"));
             if let Some(t) = state.timing.as_mut() {
                 t.advance(frames as u64);
             }
@@ -480,23 +471,6 @@ impl AudioTagger {
             self.collect(state, Some(buf), Wait::Ready, out);
         }
         Ok(())
-    }
-}
-
-/// Feeds the buffer's samples, in the host's byte order as the caps ask for. Memory that is not
-/// aligned for `S` is copied first.
-fn push_samples<S>(frontend: &mut Frontend, bytes: &[u8], out: &mut Vec<Window>)
-where
-    S: Sample + Default + FromByteSlice + ToMutByteSlice,
-{
-    let whole = &bytes[..bytes.len() / size_of::<S>() * size_of::<S>()];
-    match whole.as_slice_of::<S>() {
-        Ok(samples) => frontend.push(samples, out),
-        Err(_) => {
-            let mut owned = vec![S::default(); whole.len() / size_of::<S>()];
-            owned.as_mut_byte_slice().copy_from_slice(whole);
-            frontend.push(&owned, out);
-        }
     }
 }
 

@@ -119,6 +119,7 @@ impl InFlight {
     fn next(&mut self, wait: Wait) -> Option<(Pending, Result<BatchOutput, ModelError>)> {
         let gone = || Err(ModelError::Run("the inference thread ended".into()));
         let Some(front) = self.pending.front() else {
+            // Every caller asks again until it gets `None`, so an emptied queue ends here.
             self.overloaded = false;
             return None;
         };
@@ -134,9 +135,6 @@ impl InFlight {
         };
         let pending = self.pending.pop_front().expect("front exists");
         self.in_model -= pending.in_model();
-        if self.pending.is_empty() {
-            self.overloaded = false;
-        }
         Some((pending, output))
     }
 

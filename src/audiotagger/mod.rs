@@ -7,6 +7,7 @@ use gst::prelude::*;
 
 mod imp;
 mod inflight;
+pub mod input;
 mod outbox;
 mod reconfigure;
 pub mod results;
