@@ -61,6 +61,15 @@ if [ ! -s models/yamnet.onnx ] || [ ! -s models/yamnet-int8.onnx ] \
   .venv/bin/python models/convert_yamnet.py "$tflite" --labels "$labels" -o models/yamnet.onnx \
     --int8 models/yamnet-int8.onnx
 fi
+# The second-look model: CED-Tiny as the `soundevents` crate ships it, with its int8 constants
+# made float, its exact front-end and its missing -120 dB floor (models/ced.md).
+ced=$shared/models/ced/ced_tiny.onnx
+if [ -s "$ced" ] && { [ ! -s models/ced-tiny.onnx ] || [ models/convert_ced.py -nt models/ced-tiny.onnx ] \
+   || [ "$stamp" -nt models/ced-tiny.onnx ]; }; then
+  log "converting $ced to models/ced-tiny.onnx"
+  .venv/bin/python models/convert_ced.py "$ced" --labels "$shared/models/ced/class_labels_indices.csv" \
+    -o models/ced-tiny.onnx
+fi
 # The security heads, trained on ../shared/train over the float model's features (seeded: the
 # same data gives the same head); models/heads.md says how and what they measure.
 heads=models/yamnet-heads.onnx
