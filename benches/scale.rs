@@ -13,6 +13,9 @@
 //!    use, skipped windows, the latency from a window's last sample to its bus message, and
 //!    how much resident memory the streams and their shared session took. `-- live` runs
 //!    only these.
+//! 5. `-- second-look` only: live streams watching gunshot, glass and scream, without and with
+//!    the second look (`second-model=ced-tiny.onnx`), up to 256 streams: what the looks cost
+//!    at the candidate rate of real speech and music.
 //!
 //! Throughput figures are medians of three rounds; ratios are taken within each round.
 //! `-- defaults` runs the references and the element with no property set but the model.
@@ -45,6 +48,10 @@ fn main() {
     let long = common::long_recordings(16000);
     let seconds = long.len() as f64 / 16000.0;
     println!("audio: ../shared/audio/long concatenated, {seconds:.0} s");
+    if support::parts().iter().any(|p| p == "second-look") {
+        second_look(&float, &root.join("models/ced-tiny.onnx"), &long);
+        return;
+    }
     if support::parts().iter().any(|p| p == "live") {
         // `cargo bench --bench scale -- live`: the live streams alone (about 4 minutes).
         live(&float, &long);
@@ -195,6 +202,7 @@ fn main() {
                     device_id: 0,
                     threads: bare_threads,
                     spinning: true,
+                    window_samples: None,
                 };
                 let file = if name == "int8" { &int8 } else { &float };
                 let base = bare_ort_loaded(file, &options, bare_batch, &features);
@@ -257,6 +265,39 @@ fn live(model: &Path, audio: &[f32]) {
          (one session of one thread per core, shared by every stream)"
     );
     support::live_table(model, "", LIVE_SECONDS, audio);
+}
+
+fn second_look(model: &Path, second: &Path, audio: &[f32]) {
+    println!(
+        "\n== Live streams watching gunshot,glass,scream ({LIVE_SECONDS} s, staggered starts), \
+         without and with the second look ({})",
+        second.display()
+    );
+    println!(
+        "{:>7} {:>6} {:>12} {:>10} {:>12} {:>12} {:>8} {:>10}",
+        "streams", "look", "CPU (cores)", "windows", "skipped", "p99 latency", "starts", "rejected"
+    );
+    let watch = "watch=gunshot,glass,scream";
+    for n in [32, 128, 256] {
+        for look in [false, true] {
+            let props = if look {
+                format!("{watch} second-model=\"{}\"", second.display())
+            } else {
+                watch.to_string()
+            };
+            let r = support::live_streams(model, &props, n, LIVE_SECONDS, audio, true);
+            println!(
+                "{n:>7} {:>6} {:>12.2} {:>10} {:>12} {:>9.1} ms {:>8} {:>10}",
+                if look { "on" } else { "off" },
+                r.cpu_cores,
+                r.windows,
+                r.skipped,
+                r.p99_ms,
+                r.starts,
+                r.rejected
+            );
+        }
+    }
 }
 
 fn python_reference(root: &Path, audio: &Path, threads: u32) -> (f64, u64) {

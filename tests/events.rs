@@ -233,9 +233,9 @@ fn with_the_heads_a_real_gunshot_or_glass_break_at_10_db_in_speech_starts_its_ev
     }
 }
 
-#[test]
-fn with_the_heads_fireworks_start_no_gunshot() {
-    // Fireworks recordings the heads never heard: the held-out ones of the training split.
+/// Fireworks recordings the heads never heard, the held-out ones of the training split, one
+/// after another with a second of silence between them.
+fn held_out_fireworks() -> Vec<f32> {
     let split_path = std::path::Path::new(&heads_model()).with_extension("split.json");
     let split: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&split_path).unwrap()).unwrap();
@@ -254,11 +254,13 @@ fn with_the_heads_fireworks_start_no_gunshot() {
         audio.extend(load_path(&train.join(clip)));
         audio.extend(std::iter::repeat_n(0.0, RATE as usize));
     }
-    let events = summary(&head_events(&audio, SECURITY));
-    assert!(
-        events.iter().all(|e| e.1 != "gunshot"),
-        "{clips:?}: {events:?}"
-    );
+    audio
+}
+
+#[test]
+fn with_the_heads_fireworks_start_no_gunshot() {
+    let events = summary(&head_events(&held_out_fireworks(), SECURITY));
+    assert!(events.iter().all(|e| e.1 != "gunshot"), "{events:?}");
 }
 
 #[test]
@@ -399,6 +401,15 @@ fn a_user_preset_adds_groups_and_can_change_while_playing() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Starting an element with `props` fails with an error from it that contains `needle`.
+fn assert_start_error_names(props: &str, needle: &str) {
+    let (err, source) = common::expect_start_error(&format!(
+        "audiotestsrc num-buffers=5 ! audiotagger name=tagger {props} ! fakesink"
+    ));
+    assert_eq!(source, "tagger");
+    assert!(err.to_string().contains(needle), "{props}: {err}");
+}
+
 #[test]
 fn bad_event_configuration_fails_at_start_naming_the_cause() {
     let dir = std::env::temp_dir().join(format!("audiotagger-badpreset-{}", std::process::id()));
@@ -426,11 +437,151 @@ fn bad_event_configuration_fails_at_start_naming_the_cause() {
             "broken.toml",
         ),
     ] {
-        let (err, source) = common::expect_start_error(&format!(
-            "audiotestsrc num-buffers=5 ! audiotagger name=tagger {props} ! fakesink"
-        ));
-        assert_eq!(source, "tagger");
-        assert!(err.to_string().contains(needle), "{props}: {err}");
+        assert_start_error_names(&props, needle);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The second-look model that set-up makes.
+fn second_model() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ced-tiny.onnx");
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/setup.sh converts it",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+/// The event messages and the rejected count with a second look, in `mode`.
+fn looked_events(audio: &[f32], watch: &str, mode: &str) -> (Vec<gst::Structure>, u64) {
+    let second = second_model();
+    let mut h = harness(&[("watch", watch), ("second-model", &second), ("mode", mode)]);
+    let mut pts = gst::ClockTime::ZERO;
+    push(&mut h, audio, &mut pts);
+    h.push_event(gst::event::Eos::new());
+    let rejected = h.element().unwrap().property::<u64>("looks-rejected");
+    (messages(&h).1, rejected)
+}
+
+#[test]
+fn a_second_look_confirms_a_real_glass_break_in_speech_keeping_the_first_onset() {
+    let glass = load("glass_breaking__infineon__2.wav");
+    let inserted = 4.0..4.0 + glass.len() as f64 / RATE as f64;
+    let audio = in_speech(&glass, 10.0);
+    for mode in ["blocking", "queued", "live"] {
+        let (events, _) = looked_events(&audio, "glass", mode);
+        let found = summary(&events);
+        assert_eq!(found.len(), 2, "{mode}: {found:?}");
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1.as_str()),
+            ("start", "glass")
+        );
+        assert!(inserted.contains(&found[0].2), "{mode}: {found:?}");
+        let start = &events[0];
+        let score = start.get::<f64>("confirm-score").unwrap();
+        assert!(score > 0.0 && score <= 1.0, "{score}");
+        let labels = common::strings(start, "confirm-labels");
+        assert!(
+            labels.iter().all(|l| [
+                "Glass",
+                "Shatter",
+                "Breaking",
+                "Smash, crash",
+                "Chink, clink"
+            ]
+            .contains(&l.as_str())),
+            "{labels:?}"
+        );
+        assert!(start.get::<gst::ClockTime>("decision-latency").is_ok());
+        assert_eq!(found[1].0, "stop");
+    }
+}
+
+#[test]
+fn near_the_end_of_a_stream_a_candidate_gets_the_audio_there_is() {
+    // The stream ends about 0.7 s after the glass break's onset (5.3 s): its look cannot have
+    // the 1.5 s after the onset it would get mid-stream.
+    let mut audio = in_speech(&load("glass_breaking__infineon__2.wav"), 10.0);
+    audio.truncate(6 * RATE as usize);
+    let (events, _) = looked_events(&audio, "glass", "blocking");
+    let found = summary(&events);
+    assert_eq!(
+        found.first().map(|e| e.0.as_str()),
+        Some("start"),
+        "{found:?}"
+    );
+    assert!(events[0].get::<f64>("confirm-score").is_ok());
+}
+
+#[test]
+fn a_flush_drops_a_candidate_still_waiting_for_its_look() {
+    let second = second_model();
+    let mut h = harness(&[("watch", "glass"), ("second-model", &second)]);
+    let audio = in_speech(&load("glass_breaking__infineon__2.wav"), 10.0);
+    // The candidate's onset is at 5.3 s; its look needs the audio up to 6.8 s.
+    let mut pts = gst::ClockTime::ZERO;
+    push(&mut h, &audio[..6 * RATE as usize], &mut pts);
+    h.push_event(gst::event::FlushStart::new());
+    h.push_event(gst::event::FlushStop::new(true));
+    // A new stream of speech alone: a candidate kept over the flush would get its look here
+    // and be confirmed or rejected.
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+    let mut pts = gst::ClockTime::ZERO;
+    push(
+        &mut h,
+        &load("long/speech__asterisk__2.wav")[..10 * RATE as usize],
+        &mut pts,
+    );
+    h.push_event(gst::event::Eos::new());
+    let found = summary(&messages(&h).1);
+    assert!(found.is_empty(), "{found:?}");
+    let rejected = h.element().unwrap().property::<u64>("looks-rejected");
+    assert_eq!(rejected, 0, "the dropped candidate was looked at");
+}
+
+#[test]
+fn with_a_second_look_fireworks_start_no_gunshot_and_candidates_are_counted() {
+    let audio = held_out_fireworks();
+    let (events, rejected) = looked_events(&audio, "gunshot", "blocking");
+    let found = summary(&events);
+    assert!(found.iter().all(|e| e.1 != "gunshot"), "{found:?}");
+    assert!(rejected > 0, "the first stage proposed nothing to reject");
+}
+
+#[test]
+fn a_bad_second_model_or_look_fails_at_start_naming_the_cause() {
+    let dir = std::env::temp_dir().join(format!("audiotagger-badlook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad_look = dir.join("look.toml");
+    std::fs::write(
+        &bad_look,
+        "[group.bark]\nclasses = [\"Bark\"]\n[group.bark.look]\nclasses = [\"Woof woof\"]\n\
+         confirm-threshold = 0.3\n",
+    )
+    .unwrap();
+    let yamnet = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/yamnet.onnx");
+    for (props, needle) in [
+        (
+            format!("second-model={} watch=glass", yamnet.display()),
+            "waveform",
+        ),
+        (
+            format!(
+                "second-model={} event-preset={} watch=bark",
+                second_model(),
+                bad_look.display()
+            ),
+            "'Woof woof' is not a class of the second model",
+        ),
+        (
+            "second-model=/nonexistent/ced.onnx watch=glass".into(),
+            "/nonexistent/ced.onnx",
+        ),
+    ] {
+        assert_start_error_names(&props, needle);
     }
     std::fs::remove_dir_all(dir).unwrap();
 }

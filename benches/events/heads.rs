@@ -48,11 +48,12 @@ pub struct EvalSet {
     pub inserted: Vec<String>,
     /// Backgrounds alone.
     pub alone: Vec<Vec<Window>>,
+    pub alone_audio: Vec<Vec<f32>>,
     pub alone_s: f64,
 }
 
 impl EvalSet {
-    fn hours_without(&self, group: &str) -> f64 {
+    pub fn hours_without(&self, group: &str) -> f64 {
         let mixed: f64 = self
             .mixtures
             .iter()
@@ -183,6 +184,7 @@ pub fn validation_set(session: &mut ModelSession, split: &Split) -> EvalSet {
         mixtures: Vec::new(),
         inserted: Vec::new(),
         alone: Vec::new(),
+        alone_audio: Vec::new(),
         alone_s: 0.0,
     };
     let mut k = 0usize;
@@ -203,6 +205,7 @@ pub fn validation_set(session: &mut ModelSession, split: &Split) -> EvalSet {
                 set.inserted.push(label.clone());
                 set.mixtures.push(Mixture {
                     windows: score(session, &audio),
+                    audio,
                     truth: group.map(|g| (g.to_string(), ns(a), ns(b))),
                     snr,
                     background: bg_name,
@@ -212,6 +215,7 @@ pub fn validation_set(session: &mut ModelSession, split: &Split) -> EvalSet {
     }
     for (_, bg) in &bgs {
         set.alone.push(score(session, bg));
+        set.alone_audio.push(bg.clone());
         set.alone_s += bg.len() as f64 / RATE as f64;
     }
     set

@@ -13,13 +13,16 @@
 //! Those figures are for the preset's AudioSet classes (zero-shot). When set-up has built
 //! `models/yamnet-heads.onnx` (or `HEADS_MODEL` names another model with heads), it scores with
 //! that model, whose AudioSet scores are the plain model's, and ends with `heads::compare`:
-//! zero-shot against the trained heads on the held-out training recordings and on these mixtures.
+//! zero-shot against the trained heads on the held-out training recordings and on these mixtures,
+//! then `second_look::compare`: each first stage alone against first stage + CED-Tiny's second
+//! look (`models/ced-tiny.onnx`), on the same two sets.
 //!
 //! Matching: a detection of group G counts when it overlaps an inserted event of group G within
 //! a 1 s collar; a truth event is found when any detection matches it. Onset error is
 //! |first matching detection's start − the event's first active 10 ms frame|.
 
 mod heads;
+mod second_look;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -136,6 +139,8 @@ fn score(session: &mut ModelSession, audio: &[f32]) -> Vec<Window> {
 /// A mixture and what was put in it.
 struct Mixture {
     windows: Vec<Window>,
+    /// The mixture itself, 16 kHz, for the second look.
+    audio: Vec<f32>,
     /// (group, onset ns, end ns); empty for non-target events and backgrounds.
     truth: Option<(String, u64, u64)>,
     snr: f32,
@@ -239,6 +244,15 @@ fn groups(
 
 /// (group, start, end) of every event detected in the windows.
 fn detect(windows: &[Window], groups: Vec<ResolvedGroup>) -> Vec<(String, u64, u64)> {
+    reports(windows, groups)
+        .into_iter()
+        .filter(|e| matches!(e.phase, Phase::Stop(_)))
+        .map(|e| (e.group, e.start, e.end.unwrap_or(e.start)))
+        .collect()
+}
+
+/// Every start and stop of the groups over the windows, ending at the last one.
+fn reports(windows: &[Window], groups: Vec<ResolvedGroup>) -> Vec<EventReport> {
     let mut det = EventDetector::new();
     let mut out: Vec<EventReport> = Vec::new();
     det.configure(groups, &mut out);
@@ -254,10 +268,7 @@ fn detect(windows: &[Window], groups: Vec<ResolvedGroup>) -> Vec<(String, u64, u
         );
     }
     det.close(StopReason::Eos, &mut out);
-    out.into_iter()
-        .filter(|e| matches!(e.phase, Phase::Stop(_)))
-        .map(|e| (e.group, e.start, e.end.unwrap_or(e.start)))
-        .collect()
+    out
 }
 
 #[derive(Default, Clone, Copy)]
@@ -428,6 +439,7 @@ fn main() {
                 }
                 mixtures.push(Mixture {
                     windows: score(&mut session, &audio),
+                    audio,
                     truth: target_group(label).map(|g| (g.to_string(), ns(a), ns(b))),
                     snr,
                     background: bg_name,
@@ -437,6 +449,7 @@ fn main() {
     }
     // Backgrounds alone, for false alarms per hour.
     let mut background_only = Vec::new();
+    let mut background_audio = Vec::new();
     let mut background_s = 0.0f64;
     let long_files: Vec<String> = std::fs::read_dir(shared().join("long"))
         .unwrap()
@@ -449,6 +462,7 @@ fn main() {
         let audio = load(Path::new(f));
         background_s += audio.len() as f64 / RATE as f64;
         background_only.push(score(&mut session, &audio));
+        background_audio.push(audio);
     }
     let street: Vec<f32> = backgrounds[2]
         .1
@@ -459,6 +473,7 @@ fn main() {
         .collect();
     background_s += street.len() as f64 / RATE as f64;
     background_only.push(score(&mut session, &street));
+    background_audio.push(street);
     let windows: usize = mixtures.iter().map(|m| m.windows.len()).sum::<usize>()
         + background_only.iter().map(Vec::len).sum::<usize>();
     println!(
@@ -786,10 +801,12 @@ fn main() {
                     mixtures,
                     inserted: mixture_labels,
                     alone: background_only,
+                    alone_audio: background_audio,
                     alone_s: background_s,
                 };
                 let chosen = heads::compare(&labels, &validation, &external);
                 println!("\nhead settings chosen on validation (best F1 at <= 1 FA/h): {chosen:?}");
+                second_look::compare(&labels, &validation, &external);
             }
             Err(e) => println!("\nno head comparison: {e}"),
         }

@@ -208,6 +208,9 @@ pub struct LiveResult {
     /// Growth of the process's resident memory from before the pipelines were built to the
     /// end of the run: the streams, their elements and one shared model session.
     pub memory_mib: f64,
+    /// Events started, and candidates a second look rejected (`looks-rejected`).
+    pub starts: usize,
+    pub rejected: u64,
 }
 
 fn cpu_time() -> Duration {
@@ -243,6 +246,7 @@ pub fn live_streams(
     unsafe { libc::malloc_trim(0) };
     let memory_before = resident_mib();
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let starts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let buffer = (16000 * BUFFER_MS / 1000) as usize;
     let total_buffers = (seconds * 1000 / BUFFER_MS) as usize;
     let hop_buffers = 480 / BUFFER_MS as usize;
@@ -266,8 +270,15 @@ pub fn live_streams(
         let bus = pipeline.bus().unwrap();
         let latencies = latencies.clone();
         let origin = origin_cell.clone();
+        let starts = starts.clone();
         // Runs in the thread that posts, at the moment it posts.
         bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Element(e) = msg.view()
+                && let Some(s) = e.structure().filter(|s| s.name() == "audiotagger-event")
+                && s.get::<&str>("event") == Ok("start")
+            {
+                starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if let gst::MessageView::Element(e) = msg.view()
                 && let Some(s) = e.structure().filter(|s| s.name() == "audiotagger")
                 && !s.get::<bool>("partial").unwrap_or(true)
@@ -331,6 +342,10 @@ pub fn live_streams(
         .iter()
         .map(|t| t.property::<u64>("windows-skipped"))
         .sum();
+    let rejected = taggers
+        .iter()
+        .map(|t| t.property::<u64>("looks-rejected"))
+        .sum();
     for p in &pipelines {
         p.set_state(gst::State::Null).unwrap();
     }
@@ -344,6 +359,8 @@ pub fn live_streams(
         p99_ms: pct(0.99).copied().unwrap_or(f64::NAN),
         max_ms: l.last().copied().unwrap_or(f64::NAN),
         memory_mib,
+        starts: starts.load(std::sync::atomic::Ordering::Relaxed),
+        rejected,
     }
 }
 

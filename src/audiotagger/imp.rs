@@ -5,8 +5,8 @@
 //!
 //! Locks, in the order they may be taken, never the reverse: the pad's stream lock (held by
 //! GStreamer around `transform_ip`, `sink_event` and `setup`), then `state`, then any one of
-//! `model`, `settings`, `preset`, `active_mode` and `processing_latency`, each held only while
-//! it is read or written. The inference threads never block on `state`: they `try_lock` it
+//! `model`, `second`, `settings`, `preset`, `active_mode` and `processing_latency`, each held
+//! only while it is read or written. The inference threads never block on `state`: they `try_lock` it
 //! (live mode's reporting). Messages are built under `state` and posted after it is dropped
 //! (see [`Outbox`]).
 
@@ -23,14 +23,15 @@ use gst_base::prelude::*;
 use super::Mode;
 use super::inflight::{InFlight, Pending, Wait};
 use super::input;
+use super::looks::Looks;
 use super::outbox::Outbox;
 use super::results::attach;
 use super::settings::{self, Changed, Settings};
 use super::timing::Timing;
 use crate::frontend::{Frontend, Window};
 use crate::model::batcher::Job;
-use crate::model::{self, SessionOptions, SharedModel, runtime};
-use crate::tags::{Preset, StopReason, StreamTagger, resolve_watch};
+use crate::model::{self, BatchOutput, ModelError, SessionOptions, SharedModel, runtime};
+use crate::tags::{Preset, StopReason, StreamTagger, resolve_watch, second_look};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -46,7 +47,7 @@ const GAP_TOLERANCE: gst::ClockTime = gst::ClockTime::from_mseconds(20);
 /// Per-stream state, created when caps are set and dropped on stop.
 pub(super) struct State {
     info: gst_audio::AudioInfo,
-    frontend: Frontend,
+    pub(super) frontend: Frontend,
     pub(super) timing: Option<Timing>,
     /// Smoothing, class filter and event trackers, carried over when the caps change.
     pub(super) tagger: StreamTagger,
@@ -58,6 +59,8 @@ pub(super) struct State {
     /// inference thread must not take the pad's stream lock (`segment()`) while it holds the
     /// state, which the streaming thread locks while holding the stream lock.
     pub(super) segment: Option<gst::FormattedSegment<gst::format::Time>>,
+    /// Candidates waiting for the second model, and its looks in flight.
+    pub(super) looks: Looks,
 }
 
 /// The event groups `watch` can name: the shipped preset plus the user's file.
@@ -70,6 +73,8 @@ pub(super) struct LoadedPreset {
 pub struct AudioTagger {
     pub(super) settings: Mutex<Settings>,
     pub(super) model: Mutex<Option<Arc<SharedModel>>>,
+    /// The second look's model (`second-model`), loaded at start.
+    pub(super) second: Mutex<Option<Arc<SharedModel>>>,
     pub(super) state: Mutex<Option<State>>,
     /// Loaded at start and again when `event-preset` changes.
     pub(super) preset: Mutex<LoadedPreset>,
@@ -79,6 +84,8 @@ pub struct AudioTagger {
     active_mode: Mutex<Option<Mode>>,
     /// Windows live mode skipped since start (`windows-skipped`).
     pub(super) skipped: AtomicU64,
+    /// Candidates the second model rejected since start (`looks-rejected`).
+    pub(super) looks_rejected: AtomicU64,
     /// Live mode: a result came in while another thread held the state, so whoever held it
     /// must look again after letting go (see [`AudioTagger::report_ready`]).
     pub(super) report_wanted: AtomicBool,
@@ -89,6 +96,7 @@ impl Default for AudioTagger {
         Self {
             settings: Mutex::default(),
             model: Mutex::default(),
+            second: Mutex::default(),
             state: Mutex::default(),
             preset: Mutex::new(LoadedPreset {
                 file: None,
@@ -97,6 +105,7 @@ impl Default for AudioTagger {
             processing_latency: Mutex::default(),
             active_mode: Mutex::default(),
             skipped: AtomicU64::new(0),
+            looks_rejected: AtomicU64::new(0),
             report_wanted: AtomicBool::new(false),
         }
     }
@@ -146,6 +155,7 @@ impl ObjectImpl for AudioTagger {
         }
         match pspec.name() {
             "windows-skipped" => self.skipped.load(Ordering::Relaxed).to_value(),
+            "looks-rejected" => self.looks_rejected.load(Ordering::Relaxed).to_value(),
             "active-mode" => self.active_mode.lock().unwrap().map(Mode::nick).to_value(),
             "active-execution-provider" => self
                 .model
@@ -247,13 +257,27 @@ impl BaseTransformImpl for AudioTagger {
                 ["fix the file (format: models/event_groups.toml) or clear `event-preset`"]
             )
         })?;
-        resolve_watch(
+        let mut groups = resolve_watch(
             &preset,
             &settings.watch,
             &settings.event_defaults(),
             &shared.descriptor().labels,
         )
         .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{e}")))?;
+        let second = match &settings.second_model {
+            Some(path) => {
+                let second = load_second_model(path, &settings, &shared, sessions)?;
+                second_look::arm(&mut groups, &second.descriptor().labels).map_err(|e| {
+                    gst::error_msg!(
+                        gst::ResourceError::Settings,
+                        ("{e}"),
+                        ["name the second model's own labels in the preset's `look` tables"]
+                    )
+                })?;
+                Some(second)
+            }
+            None => None,
+        };
         *self.preset.lock().unwrap() = LoadedPreset {
             file: settings.event_preset.clone(),
             groups: Arc::new(preset),
@@ -262,7 +286,9 @@ impl BaseTransformImpl for AudioTagger {
         self.settings.lock().unwrap().changed = Changed::ALL;
         *self.processing_latency.lock().unwrap() = measure_processing_latency(&shared);
         self.skipped.store(0, Ordering::Relaxed);
+        self.looks_rejected.store(0, Ordering::Relaxed);
         *self.active_mode.lock().unwrap() = None;
+        *self.second.lock().unwrap() = second;
         *self.model.lock().unwrap() = Some(shared);
         Ok(())
     }
@@ -275,6 +301,7 @@ impl BaseTransformImpl for AudioTagger {
         }
         out.post(self.obj().upcast_ref());
         *self.model.lock().unwrap() = None;
+        *self.second.lock().unwrap() = None;
         Ok(())
     }
 
@@ -284,10 +311,13 @@ impl BaseTransformImpl for AudioTagger {
         match (event.view(), guard.as_mut()) {
             (gst::EventView::Eos(_), Some(state)) => {
                 // The tail that no complete window covered gets one padded window.
+                let received = state.frontend.samples_total();
                 let mut windows = Vec::new();
                 state.frontend.finish(&mut windows);
                 self.handle_windows(state, windows, None, &mut out);
                 self.collect(state, None, Wait::AtMost(0), &mut out);
+                // Candidates near the end get their look from the audio there is.
+                self.look(state, Wait::AtMost(0), Some(received), &mut out);
                 self.close_events(state, StopReason::Eos, &mut out);
             }
             (gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_), Some(state)) => {
@@ -347,7 +377,7 @@ impl AudioTagger {
     /// A bug must not abort the host process: a panic in `f` becomes an element error. Only
     /// for the inference threads' replies: GStreamer's calls into the element (`transform_ip`
     /// and the rest) already turn a panic into an element error in the bindings.
-    fn catch_panic<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+    pub(super) fn catch_panic<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
             .map_err(|panic| {
                 let what = panic
@@ -467,11 +497,58 @@ impl AudioTagger {
         }
         if !windows.is_empty() {
             self.handle_windows(state, windows, Some(buf), out);
-        } else if !state.inflight.is_empty() {
+        } else {
+            // Earlier windows' results, and looks whose audio this buffer completed.
             self.collect(state, Some(buf), Wait::Ready, out);
         }
         Ok(())
     }
+}
+
+/// The second model for `path` (a bare file name is looked for where models are), running
+/// looks of `look-before` + `look-after` at the first model's rate, which it must share: the
+/// looks are cut from the first model's front-end. It runs on the CPU whatever the first model
+/// runs on: a few looks an hour per stream would not fill a GPU batch.
+fn load_second_model(
+    path: &std::path::Path,
+    settings: &Settings,
+    first: &SharedModel,
+    sessions: usize,
+) -> Result<Arc<SharedModel>, gst::ErrorMessage> {
+    let path = if path.components().count() == 1 && !path.exists() {
+        model::locate::model_dirs()
+            .into_iter()
+            .map(|d| d.join(path))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| path.to_path_buf())
+    } else {
+        path.to_path_buf()
+    };
+    let rate = first.descriptor().frontend.sample_rate;
+    let look = settings.look_before + settings.look_after;
+    let samples =
+        look.nseconds() as u128 * rate as u128 / gst::ClockTime::SECOND.nseconds() as u128;
+    let options = SessionOptions {
+        threads: 1,
+        window_samples: Some(samples as usize),
+        ..Default::default()
+    };
+    let second = model::shared::get(&path, &options, sessions).map_err(|e| {
+        gst::error_msg!(
+            gst::ResourceError::OpenRead,
+            ("Cannot use the second-look model: {e}"),
+            ["`second-model` must be a waveform model with a descriptor, e.g. ced-tiny.onnx made by scripts/setup.sh"]
+        )
+    })?;
+    let second_rate = second.descriptor().frontend.sample_rate;
+    if second_rate != rate {
+        return Err(gst::error_msg!(
+            gst::ResourceError::Settings,
+            ("The second-look model runs at {second_rate} Hz but the model at {rate} Hz",),
+            ["the looks are cut from the first model's audio: pick models of one rate"]
+        ));
+    }
+    Ok(second)
 }
 
 /// Times a warm-up run of one window, which also pays ONNX Runtime's first-run costs on every
@@ -483,12 +560,39 @@ fn measure_processing_latency(shared: &SharedModel) -> gst::ClockTime {
 }
 
 impl AudioTagger {
+    /// Model-rate samples the front-end keeps for the second look: a look, plus the audio of
+    /// the windows that may be in the model when a candidate comes out of it (the first
+    /// stage's report lags the audio by them).
+    fn history_samples(&self, config: &crate::frontend::FrontendConfig) -> usize {
+        let Some(second) = self.second.lock().unwrap().clone() else {
+            return 0;
+        };
+        let Some(first) = self.model.lock().unwrap().clone() else {
+            return 0;
+        };
+        let mode = self.mode();
+        let in_model = self.settings.lock().unwrap().max_queue(mode, &first);
+        second.descriptor().frontend.window_samples
+            + (in_model + 1) * config.hop_samples
+            + config.window_samples
+    }
+
     /// Forgets the stream's position and history: a flush, a new stream or a discontinuity.
     fn restart_stream(&self, state: &mut State, out: &mut Outbox) {
         self.close_events(state, StopReason::Flush, out);
+        let dropped = state.looks.drop_waiting();
+        if dropped > 0 {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "{dropped} candidates dropped before their second look: the stream broke off"
+            );
+        }
         let config = state.frontend.config().clone();
         state.frontend = Frontend::new(config, state.info.rate(), state.info.channels() as usize)
             .expect("the same configuration was accepted before");
+        let history = self.history_samples(state.frontend.config());
+        state.frontend.keep_history(history);
         state.tagger.reset_smoothing();
         state.timing = None;
         // After a flush nothing of the old stream is reported; a discontinuity drained it first.
@@ -552,28 +656,13 @@ impl AudioTagger {
         let pending = if batch.windows == 0 {
             pending
         } else {
-            let (tx, rx) = mpsc::sync_channel(1);
-            // Live streams must not wait for their next buffer to hear of a gunshot: the
-            // inference thread reports the results itself when the element is not busy.
-            let element = (mode == Mode::Live).then(|| self.obj().downgrade());
-            let job = Job {
-                features: batch.features,
-                windows: batch.windows,
-                embeddings: settings.embeddings,
-                reply: Box::new(move |r| {
-                    // The element may have flushed or stopped meanwhile; then nobody waits.
-                    let _ = tx.send(r);
-                    if let Some(element) = element.and_then(|e| e.upgrade()) {
-                        let imp = element.imp();
-                        imp.report_wanted.store(true, Ordering::SeqCst);
-                        imp.catch_panic(|| imp.report_ready());
-                    }
-                }),
-            };
-            match mode {
-                Mode::Blocking => shared.run_here_or_submit(job),
-                Mode::Queued | Mode::Live | Mode::Auto => shared.submit(job),
-            }
+            let rx = self.send(
+                &shared,
+                batch.features,
+                batch.windows,
+                settings.embeddings,
+                mode,
+            );
             pending.awaiting(rx)
         };
         state.inflight.push(pending);
@@ -583,6 +672,43 @@ impl AudioTagger {
             Mode::Live => Wait::Ready,
         };
         self.collect(state, buf, wait, out);
+    }
+}
+
+impl AudioTagger {
+    /// Hands `windows` windows of features to `model`'s inference threads (in blocking mode,
+    /// runs them here if a session is idle); their output will come on the returned channel.
+    pub(super) fn send(
+        &self,
+        model: &SharedModel,
+        features: Vec<f32>,
+        windows: usize,
+        embeddings: bool,
+        mode: Mode,
+    ) -> mpsc::Receiver<Result<BatchOutput, ModelError>> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        // Live streams must not wait for their next buffer to hear of a gunshot: the
+        // inference thread reports the results itself when the element is not busy.
+        let element = (mode == Mode::Live).then(|| self.obj().downgrade());
+        let job = Job {
+            features,
+            windows,
+            embeddings,
+            reply: Box::new(move |r| {
+                // The element may have flushed or stopped meanwhile; then nobody waits.
+                let _ = tx.send(r);
+                if let Some(element) = element.and_then(|e| e.upgrade()) {
+                    let imp = element.imp();
+                    imp.report_wanted.store(true, Ordering::SeqCst);
+                    imp.catch_panic(|| imp.report_ready());
+                }
+            }),
+        };
+        match mode {
+            Mode::Blocking => model.run_here_or_submit(job),
+            Mode::Queued | Mode::Live | Mode::Auto => model.submit(job),
+        }
+        rx
     }
 }
 
@@ -615,7 +741,7 @@ impl AudioFilterImpl for AudioTagger {
         if settings.hop > gst::ClockTime::ZERO {
             config = config.with_hop_ns(settings.hop.nseconds());
         }
-        let frontend =
+        let mut frontend =
             Frontend::new(config, info.rate(), info.channels() as usize).map_err(|e| {
                 gst::element_imp_error!(
                     self,
@@ -631,20 +757,25 @@ impl AudioFilterImpl for AudioTagger {
             info.to_caps(),
             frontend.config().hop_samples
         );
+        frontend.keep_history(self.history_samples(frontend.config()));
         let mut out = Outbox::default();
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // New caps mid-stream do not end what is being heard: the old format's windows are
         // reported, open events and the class filter carry over, the smoothing starts afresh.
-        let tagger = match guard.take() {
+        // Candidates carry over too; their looks hear the new format's audio from its start.
+        let (tagger, looks) = match guard.take() {
             Some(mut old) => {
                 self.collect(&mut old, None, Wait::AtMost(0), &mut out);
                 old.tagger.reset_smoothing();
-                old.tagger
+                (old.tagger, old.looks)
             }
-            None => StreamTagger::new(
-                shared.descriptor().num_classes(),
-                settings.smoothing.into(),
-                settings.smoothing_windows as usize,
+            None => (
+                StreamTagger::new(
+                    shared.descriptor().num_classes(),
+                    settings.smoothing.into(),
+                    settings.smoothing_windows as usize,
+                ),
+                Looks::default(),
             ),
         };
         *guard = Some(State {
@@ -656,6 +787,7 @@ impl AudioFilterImpl for AudioTagger {
             inflight: InFlight::default(),
             unattached: Vec::new(),
             segment: self.obj().segment().downcast().ok(),
+            looks,
         });
         drop(guard);
         out.post(self.obj().upcast_ref());

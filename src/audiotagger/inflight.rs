@@ -14,7 +14,7 @@ use gst::subclass::prelude::*;
 use super::Mode;
 use super::imp::{AudioTagger, CAT, State};
 use super::outbox::Outbox;
-use super::results::{self, WindowResult, attach};
+use super::results::{WindowResult, attach};
 use super::timing::samples_to_time;
 use crate::frontend::Window;
 use crate::model::{BatchOutput, ModelError};
@@ -101,10 +101,6 @@ impl InFlight {
         self.in_model
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
     pub(super) fn push(&mut self, pending: Pending) {
         self.in_model += pending.in_model();
         self.pending.push_back(pending);
@@ -158,6 +154,7 @@ impl AudioTagger {
             let draining = !matches!(wait, Wait::Ready);
             self.report(state, pending, output, buf.as_deref_mut(), draining, out);
         }
+        self.look(state, wait, None, out);
     }
 
     /// Live mode: reports what is ready, unless another thread holds the state. Never waits,
@@ -307,12 +304,6 @@ impl AudioTagger {
                     .collect::<Vec<_>>()
             );
         }
-        results::queue_events(
-            self.obj().upcast_ref(),
-            reports,
-            &descriptor.labels,
-            state.segment.as_ref(),
-            out,
-        );
+        self.route_events(state, reports, &descriptor.labels, out);
     }
 }

@@ -8,6 +8,7 @@ use gst::prelude::*;
 mod imp;
 mod inflight;
 pub mod input;
+mod looks;
 mod outbox;
 mod reconfigure;
 pub mod results;
@@ -44,6 +45,12 @@ glib::wrapper! {
      * `timestamp`, `stream-time` and `running-time`, on stop `end-timestamp`, `duration` and
      * `reason`, and `peak-score`, `labels`, `scores`, `peak-level-db`, `suppressed`.
      *
+     * With `second-model` (e.g. `second-model=ced-tiny.onnx`) the groups that have a `look` in
+     * the preset start an event only when that stronger model, hearing `look-before` +
+     * `look-after` of audio around the candidate's onset, confirms it; their messages add
+     * `confirm-score`, `confirm-confuser-score`, `confirm-labels`, `confirm-scores` and
+     * `decision-latency`, and `looks-rejected` counts the candidates it turned down.
+     *
      * ## Example pipelines
      *
      * Tag a file and print every message:
@@ -55,7 +62,8 @@ glib::wrapper! {
      * source makes the element never wait for the model):
      * |[
      * gst-launch-1.0 -m uridecodebin uri=rtsp://camera/stream ! audioconvert \
-     *     ! audiotagger model=yamnet-heads.onnx watch=gunshot,glass,scream ! fakesink
+     *     ! audiotagger model=yamnet-heads.onnx watch=gunshot,glass,scream \
+     *     second-model=ced-tiny.onnx ! fakesink
      * ]|
      *
      * Log speech and music segments of a broadcast feed while it plays on:

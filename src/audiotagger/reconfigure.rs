@@ -10,7 +10,6 @@ use gst::subclass::prelude::*;
 
 use super::imp::{AudioTagger, CAT, State};
 use super::outbox::Outbox;
-use super::results;
 use super::settings::{Changed, Settings};
 use crate::tags::{Preset, StopReason, resolve_watch};
 
@@ -78,7 +77,12 @@ impl AudioTagger {
             }
             current.groups.clone()
         };
-        match resolve_watch(&preset, &settings.watch, &settings.event_defaults(), labels) {
+        let resolved = resolve_watch(&preset, &settings.watch, &settings.event_defaults(), labels)
+            .and_then(|mut groups| {
+                self.arm_looks(state, &mut groups)?;
+                Ok(groups)
+            });
+        match resolved {
             Ok(groups) => {
                 gst::info!(
                     CAT,
@@ -93,14 +97,7 @@ impl AudioTagger {
                 );
                 let mut reports = Vec::new();
                 state.tagger.watch(groups, &mut reports);
-                let segment = state.segment.clone();
-                results::queue_events(
-                    self.obj().upcast_ref(),
-                    reports,
-                    labels,
-                    segment.as_ref(),
-                    out,
-                );
+                self.route_events(state, reports, labels, out);
             }
             Err(e) => out.warning(
                 self.obj().upcast_ref(),
@@ -118,13 +115,7 @@ impl AudioTagger {
         if !reports.is_empty()
             && let Some(shared) = self.model.lock().unwrap().clone()
         {
-            results::queue_events(
-                self.obj().upcast_ref(),
-                reports,
-                &shared.descriptor().labels,
-                state.segment.as_ref(),
-                out,
-            );
+            self.route_events(state, reports, &shared.descriptor().labels, out);
         }
     }
 }

@@ -144,6 +144,22 @@ pub fn event_structure(
     s.set("class-ids", ids);
     s.set("scores", scores);
     s.set("suppressed", report.suppressed);
+    if let Some(c) = &report.confirmation {
+        s.set("confirm-score", c.score as f64);
+        s.set("confirm-confuser-score", c.confuser_score as f64);
+        s.set(
+            "confirm-labels",
+            gst::Array::new(c.classes.iter().map(|(name, _)| name.as_str())),
+        );
+        s.set(
+            "confirm-scores",
+            gst::Array::new(c.classes.iter().map(|&(_, score)| score as f64)),
+        );
+        s.set(
+            "decision-latency",
+            gst::ClockTime::from_nseconds(c.latency.as_nanos() as u64),
+        );
+    }
     s
 }
 

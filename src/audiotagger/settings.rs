@@ -27,6 +27,11 @@ const LIVE_MAX_QUEUE: usize = 16;
 /// the model: 16-bit silence and a quiet room's hiss, far below any sound worth a tag.
 const DEFAULT_MIN_LEVEL_DB: f64 = -70.0;
 const DEFAULT_HOLD: gst::ClockTime = gst::ClockTime::from_mseconds(500);
+/// The look `cargo bench --bench events` chose (its second-look comparison).
+const DEFAULT_LOOK_BEFORE: gst::ClockTime = gst::ClockTime::from_mseconds(1500);
+const DEFAULT_LOOK_AFTER: gst::ClockTime = gst::ClockTime::from_mseconds(1500);
+/// Each side's limit: CED-Tiny takes at most 10.1 s at once.
+const MAX_LOOK: gst::ClockTime = gst::ClockTime::from_seconds(5);
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
     pub(super) ort_library: Option<PathBuf>,
@@ -57,6 +62,10 @@ pub(super) struct Settings {
     pub(super) loud_level: f64,
     pub(super) mode: Mode,
     pub(super) max_queue: u32,
+    /// The second look's model; `None`: no second look.
+    pub(super) second_model: Option<PathBuf>,
+    pub(super) look_before: gst::ClockTime,
+    pub(super) look_after: gst::ClockTime,
     /// What changed since the streaming thread last applied the settings.
     pub(super) changed: Changed,
 }
@@ -156,6 +165,9 @@ impl Settings {
             "mode" => self.mode = get!(),
             "max-queue" => self.max_queue = get!(),
             "ort-library" => self.ort_library = path(),
+            "second-model" => self.second_model = path(),
+            "look-before" => self.look_before = time(),
+            "look-after" => self.look_after = time(),
             other => unreachable!("no writable property {other}"),
         }
         match name {
@@ -204,6 +216,9 @@ impl Settings {
             "mode" => self.mode.to_value(),
             "max-queue" => self.max_queue.to_value(),
             "ort-library" => path(&self.ort_library),
+            "second-model" => path(&self.second_model),
+            "look-before" => self.look_before.nseconds().to_value(),
+            "look-after" => self.look_after.nseconds().to_value(),
             _ => return None,
         })
     }
@@ -240,6 +255,9 @@ impl Default for Settings {
             loud_level: EventDefaults::default().loud_level_db as f64,
             mode: Mode::Auto,
             max_queue: DEFAULT_MAX_QUEUE,
+            second_model: None,
+            look_before: DEFAULT_LOOK_BEFORE,
+            look_after: DEFAULT_LOOK_AFTER,
             changed: Changed::default(),
         }
     }
@@ -503,6 +521,39 @@ pub(super) fn properties() -> &'static [glib::ParamSpec] {
                 .maximum(10_000)
                 .default_value(DEFAULT_MAX_QUEUE)
                 .mutable_playing()
+                .build(),
+            glib::ParamSpecString::builder("second-model")
+                .nick("Second-look model")
+                .blurb(
+                    "A stronger waveform model (e.g. ced-tiny.onnx, which set-up makes) that \
+                     confirms each candidate of a watched group with a `look` in the preset on \
+                     a few seconds of audio around it before the event starts; the first stage \
+                     then proposes candidates at the look's lower threshold. A bare file name \
+                     is looked up where the model is. Empty: no second look",
+                )
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt64::builder("look-before")
+                .nick("Look before the onset")
+                .blurb("Nanoseconds of audio before a candidate's onset that the second model hears")
+                .maximum(MAX_LOOK.nseconds())
+                .default_value(DEFAULT_LOOK_BEFORE.nseconds())
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt64::builder("look-after")
+                .nick("Look after the onset")
+                .blurb(
+                    "Nanoseconds of audio after a candidate's onset that the second model hears; \
+                     the event's start waits for them",
+                )
+                .maximum(MAX_LOOK.nseconds())
+                .default_value(DEFAULT_LOOK_AFTER.nseconds())
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt64::builder("looks-rejected")
+                .nick("Candidates rejected")
+                .blurb("Candidates the second model did not confirm since start")
+                .read_only()
                 .build(),
             glib::ParamSpecUInt64::builder("windows-skipped")
                 .nick("Windows skipped")

@@ -36,6 +36,12 @@ impl Timing {
         self.base + samples_to_time(sample, rate)
     }
 
+    /// The model-rate sample at `time` (none before the base), rounded down.
+    pub(super) fn model_sample_at(&self, time: gst::ClockTime, rate: u32) -> u64 {
+        let ns = time.saturating_sub(self.base).nseconds() as u128;
+        (ns * rate as u128 / gst::ClockTime::SECOND.nseconds() as u128) as u64
+    }
+
     /// Where the next buffer should start if nothing is missing.
     pub(super) fn expected_next(&self) -> gst::ClockTime {
         self.base + samples_to_time(self.input_frames, self.input_rate)

@@ -231,6 +231,8 @@ pub struct Frontend {
     samples_total: u64,
     next_window: u64,
     non_finite: u64,
+    /// Model-rate samples kept behind the newest for [`Frontend::recent`].
+    history: usize,
 }
 
 impl Frontend {
@@ -262,6 +264,7 @@ impl Frontend {
             samples_total: 0,
             next_window: 0,
             non_finite: 0,
+            history: 0,
         })
     }
 
@@ -277,6 +280,24 @@ impl Frontend {
     /// NaN or infinite input samples replaced by silence so far.
     pub fn non_finite_samples(&self) -> u64 {
         self.non_finite
+    }
+
+    /// Keeps at least the newest `samples` model-rate samples for [`Frontend::recent`].
+    pub fn keep_history(&mut self, samples: usize) {
+        self.history = samples;
+    }
+
+    /// Appends model-rate samples `from..from + len` to `out`: silence for any part not
+    /// received yet or no longer kept.
+    pub fn recent(&self, from: u64, len: usize, out: &mut Vec<f32>) {
+        let end = self.samples_base + self.samples.len() as u64;
+        for pos in from..from + len as u64 {
+            out.push(if pos >= self.samples_base && pos < end {
+                self.samples[(pos - self.samples_base) as usize]
+            } else {
+                0.0
+            });
+        }
     }
 
     /// Model-rate position where window `index` starts.
@@ -420,6 +441,8 @@ impl Frontend {
     /// This way the samples moved never outnumber the samples dropped, and the buffer stays
     /// under twice the kept size.
     fn trim_samples(&mut self, pos: u64) {
+        let end = self.samples_base + self.samples.len() as u64;
+        let pos = pos.min(end.saturating_sub(self.history as u64));
         if pos > self.samples_base {
             let drop = ((pos - self.samples_base) as usize).min(self.samples.len());
             if drop >= self.samples.len() - drop {

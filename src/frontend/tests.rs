@@ -261,3 +261,39 @@ fn random_float_bit_patterns_never_break_the_pipeline() {
     assert!(!w.is_empty());
     assert!(w.iter().all(|w| w.features.iter().all(|v| v.is_finite())));
 }
+
+#[test]
+fn the_history_keeps_the_newest_samples_and_no_more_than_twice_that() {
+    // 16 kHz in, so model-rate sample i is input sample i.
+    let x = noise(16000 * 30, 11);
+    let keep = 16000 * 5;
+    let mut f = Frontend::new(FrontendConfig::yamnet(), 16000, 1).unwrap();
+    f.keep_history(keep);
+    let (mut out, mut largest) = (Vec::new(), 0);
+    for (k, chunk) in x.chunks(320).enumerate() {
+        f.push(chunk, &mut out);
+        largest = largest.max(f.samples.len());
+        let received = (k + 1) * 320;
+        if received >= keep {
+            let mut got = Vec::new();
+            f.recent((received - keep) as u64, keep, &mut got);
+            assert_eq!(
+                got,
+                x[received - keep..received],
+                "after {received} samples"
+            );
+        }
+    }
+    assert!(
+        largest <= 2 * (keep + 320),
+        "{largest} samples kept for {keep}"
+    );
+    // Beyond what arrived, and before what is kept: silence.
+    let mut got = Vec::new();
+    f.recent(x.len() as u64 - 10, 20, &mut got);
+    assert_eq!(got[..10], x[x.len() - 10..]);
+    assert!(got[10..].iter().all(|&v| v == 0.0));
+    got.clear();
+    f.recent(0, 5, &mut got);
+    assert_eq!(got, [0.0; 5]);
+}

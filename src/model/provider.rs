@@ -42,6 +42,9 @@ pub struct SessionOptions {
     /// default: in a pipeline the spinning takes the cores the streaming threads need (with 2
     /// threads on 2 cores, 8-17 % less throughput with it on, in `mode=queued`).
     pub spinning: bool,
+    /// Windows of this many samples instead of the descriptor's, for a waveform model whose
+    /// input takes any length (the second look's model runs looks of the length asked for).
+    pub window_samples: Option<usize>,
 }
 
 impl Default for SessionOptions {
@@ -51,6 +54,7 @@ impl Default for SessionOptions {
             device_id: 0,
             threads: 1,
             spinning: false,
+            window_samples: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use ort::value::TensorRef;
 use super::descriptor::ModelDescriptor;
 use super::provider::{Provider, SessionOptions};
 use super::runtime;
+use crate::frontend::InputKind;
 
 #[derive(Debug)]
 pub enum ModelError {
@@ -254,7 +255,7 @@ impl ModelSession {
                     .map_err(|e| e.to_string())
             });
             match attempt {
-                Ok(session) => return Self::finish(session, path, candidate, None),
+                Ok(session) => return Self::finish(session, path, candidate, None, options),
                 Err(e) => reasons.push(format!("{candidate}: {e}")),
             }
         }
@@ -262,7 +263,7 @@ impl ModelSession {
             .commit_from_file(path)
             .map_err(|e| load_err(&e))?;
         let fallback = (!reasons.is_empty()).then(|| reasons.join("; "));
-        Self::finish(session, path, Provider::Cpu, fallback)
+        Self::finish(session, path, Provider::Cpu, fallback, options)
     }
 
     fn finish(
@@ -270,8 +271,25 @@ impl ModelSession {
         path: &Path,
         provider: Provider,
         fallback: Option<String>,
+        options: &SessionOptions,
     ) -> Result<Self, ModelError> {
-        let descriptor = Self::read_descriptor(&session, path)?;
+        let mut descriptor = Self::read_descriptor(&session, path)?;
+        if let Some(samples) = options.window_samples {
+            let bad = |reason: String| ModelError::Descriptor {
+                path: path.to_path_buf(),
+                reason,
+            };
+            if !matches!(descriptor.frontend.input, InputKind::Waveform) {
+                return Err(bad(format!(
+                    "windows of {samples} samples were asked for, but only a waveform model \
+                     takes windows of another length than its descriptor's"
+                )));
+            }
+            descriptor.frontend.window_samples = samples;
+            descriptor.frontend.hop_samples = samples;
+            descriptor.frontend.validate().map_err(bad)?;
+            check_shapes(&session, &descriptor).map_err(bad)?;
+        }
         let batch_size = declared_batch(&session, &descriptor.input_name)
             .or((provider != Provider::Cpu).then_some(GPU_BATCH));
         Ok(Self {

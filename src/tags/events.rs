@@ -13,7 +13,7 @@
 //! earlier of the last active window's end and the next window's start. With YAMNet's 0.96 s
 //! windows every 0.48 s this halves the uncertainty of "somewhere in this window".
 
-use super::groups::{GroupKind, GroupSpec};
+use super::groups::{GroupKind, GroupSpec, LookSpec};
 use super::{Smoother, Smoothing};
 use crate::frontend::Level;
 
@@ -72,16 +72,25 @@ pub struct ResolvedGroup {
     pub smoothing_windows: u32,
     /// Scored by the model's trained head classes (the preset's `head` table), not AudioSet's.
     pub uses_head: bool,
+    /// The preset's second look for the group, used when the element has a second model.
+    pub look: Option<LookSpec>,
 }
 
-fn find_labels(group: &str, names: &[String], labels: &[String]) -> Result<Vec<usize>, String> {
+/// The indices of `names` in `labels` (ignoring case); an error names the first one missing,
+/// the group and the model (`which`: "this model", "the second model").
+pub(super) fn find_labels(
+    group: &str,
+    names: &[String],
+    labels: &[String],
+    which: &str,
+) -> Result<Vec<usize>, String> {
     names
         .iter()
         .map(|n| {
             labels
                 .iter()
                 .position(|l| l.eq_ignore_ascii_case(n.trim()))
-                .ok_or_else(|| format!("event group '{group}': '{n}' is not a class of this model"))
+                .ok_or_else(|| format!("event group '{group}': '{n}' is not a class of {which}"))
         })
         .collect()
 }
@@ -105,8 +114,8 @@ impl ResolvedGroup {
                 let off = h.off_threshold.unwrap_or(d.off_threshold).min(on);
                 (
                     Scorer::Classes {
-                        classes: find_labels(&spec.name, &h.classes, labels)?,
-                        confusers: find_labels(&spec.name, &h.confusers, labels)?,
+                        classes: find_labels(&spec.name, &h.classes, labels, "this model")?,
+                        confusers: find_labels(&spec.name, &h.confusers, labels, "this model")?,
                         margin: h.confuser_margin,
                     },
                     on,
@@ -127,8 +136,8 @@ impl ResolvedGroup {
                 let off = o.off_threshold.unwrap_or(d.off_threshold).min(on);
                 (
                     Scorer::Classes {
-                        classes: find_labels(&spec.name, classes, labels)?,
-                        confusers: find_labels(&spec.name, confusers, labels)?,
+                        classes: find_labels(&spec.name, classes, labels, "this model")?,
+                        confusers: find_labels(&spec.name, confusers, labels, "this model")?,
                         margin: *confuser_margin,
                     },
                     on,
@@ -158,6 +167,7 @@ impl ResolvedGroup {
             smoothing,
             smoothing_windows: o.smoothing_windows.unwrap_or(2),
             uses_head: head.is_some(),
+            look: spec.look.clone(),
         })
     }
 }
@@ -221,6 +231,21 @@ pub struct EventReport {
     pub peak_level_db: f32,
     /// Onsets ignored since the previous start because they fell in the refractory time.
     pub suppressed: u32,
+    /// The second look's verdict, for a group a second model confirms.
+    pub confirmation: Option<Confirmation>,
+}
+
+/// What the second model heard around a candidate it confirmed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirmation {
+    /// The group's best class in the second model, and its confusers' best.
+    pub score: f32,
+    pub confuser_score: f32,
+    /// The second model's classes of the group (its label names), with their scores, best
+    /// first.
+    pub classes: Vec<(String, f32)>,
+    /// From the moment the first stage proposed the candidate to the verdict, wall clock.
+    pub latency: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -361,6 +386,7 @@ impl Tracker {
             classes,
             peak_level_db: ev.peak_level_db,
             suppressed: self.suppressed,
+            confirmation: None,
         }
     }
 

@@ -53,6 +53,26 @@ pub struct HeadSpec {
     pub smoothing: Option<Smoothing>,
 }
 
+/// A second look at the audio around each candidate (see `tags::second_look`): the second
+/// model's classes (by name) that confirm the group, its confusers, and the thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookSpec {
+    pub classes: Vec<String>,
+    pub confusers: Vec<String>,
+    pub confuser_margin: f32,
+    /// The second model's group score a candidate needs; `head_confirm_threshold` instead when
+    /// the first stage scores on trained heads, if set.
+    pub confirm_threshold: f32,
+    pub head_confirm_threshold: Option<f32>,
+    /// The first stage's on-threshold while a second model confirms, when it scores on
+    /// AudioSet classes and on trained heads respectively; unset keeps the group's own.
+    pub candidate_threshold: Option<f32>,
+    pub head_candidate_threshold: Option<f32>,
+    /// The first-stage score at which a candidate needs no look (AudioSet classes, heads).
+    pub pass_threshold: Option<f32>,
+    pub head_pass_threshold: Option<f32>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSpec {
     pub name: String,
@@ -61,6 +81,8 @@ pub struct GroupSpec {
     pub overrides: Overrides,
     /// Used instead of `kind`'s classes when the model has every one of its classes.
     pub head: Option<HeadSpec>,
+    /// Used when the element has a second model.
+    pub look: Option<LookSpec>,
 }
 
 /// A set of named groups.
@@ -90,6 +112,52 @@ struct GroupToml {
     level_db: Option<f32>,
     rise_db: Option<f32>,
     head: Option<HeadToml>,
+    look: Option<LookToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LookToml {
+    classes: Vec<String>,
+    #[serde(default)]
+    confusers: Vec<String>,
+    confuser_margin: Option<f32>,
+    confirm_threshold: f32,
+    head_confirm_threshold: Option<f32>,
+    candidate_threshold: Option<f32>,
+    head_candidate_threshold: Option<f32>,
+    pass_threshold: Option<f32>,
+    head_pass_threshold: Option<f32>,
+}
+
+impl LookToml {
+    fn into_spec(self, group: &str) -> Result<LookSpec, String> {
+        let name = format!("{group}.look");
+        if self.classes.is_empty() {
+            return Err(format!("group '{name}' lists no classes"));
+        }
+        check_unit(&name, "confirm-threshold", Some(self.confirm_threshold))?;
+        check_unit(&name, "head-confirm-threshold", self.head_confirm_threshold)?;
+        check_unit(&name, "candidate-threshold", self.candidate_threshold)?;
+        check_unit(
+            &name,
+            "head-candidate-threshold",
+            self.head_candidate_threshold,
+        )?;
+        check_unit(&name, "pass-threshold", self.pass_threshold)?;
+        check_unit(&name, "head-pass-threshold", self.head_pass_threshold)?;
+        Ok(LookSpec {
+            classes: self.classes,
+            confusers: self.confusers,
+            confuser_margin: check_margin(&name, self.confuser_margin)?,
+            confirm_threshold: self.confirm_threshold,
+            head_confirm_threshold: self.head_confirm_threshold,
+            candidate_threshold: self.candidate_threshold,
+            head_candidate_threshold: self.head_candidate_threshold,
+            pass_threshold: self.pass_threshold,
+            head_pass_threshold: self.head_pass_threshold,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -220,9 +288,13 @@ impl GroupToml {
                 }
             }
             "level" => {
-                if !self.classes.is_empty() || !self.confusers.is_empty() || self.head.is_some() {
+                if !self.classes.is_empty()
+                    || !self.confusers.is_empty()
+                    || self.head.is_some()
+                    || self.look.is_some()
+                {
                     return Err(format!(
-                        "group '{name}' is kind = \"level\" and takes no classes, confusers or head"
+                        "group '{name}' is kind = \"level\" and takes no classes, confusers, head or look"
                     ));
                 }
                 for (key, v) in [("level-db", self.level_db), ("rise-db", self.rise_db)] {
@@ -244,11 +316,13 @@ impl GroupToml {
             }
         };
         let head = self.head.map(|h| h.into_spec(name)).transpose()?;
+        let look = self.look.map(|l| l.into_spec(name)).transpose()?;
         Ok(GroupSpec {
             name: name.to_string(),
             description: self.description,
             kind,
             head,
+            look,
             overrides: Overrides {
                 on_threshold: self.on_threshold,
                 off_threshold: self.off_threshold,
@@ -423,7 +497,15 @@ mod tests {
             ),
             (
                 "[group.a]\nkind = \"level\"\n[group.a.head]\nclasses = [\"head/dog\"]\n",
-                "takes no classes, confusers or head",
+                "takes no classes, confusers, head or look",
+            ),
+            (
+                "[group.a]\nclasses = [\"Dog\"]\n[group.a.look]\nclasses = [\"Bark\"]\n",
+                "confirm-threshold",
+            ),
+            (
+                "[group.a]\nclasses = [\"Dog\"]\n[group.a.look]\nclasses = [\"Bark\"]\nconfirm-threshold = 3.0\n",
+                "'a.look': confirm-threshold = 3 is outside 0..1",
             ),
         ] {
             let err = Preset::parse(text).unwrap_err();

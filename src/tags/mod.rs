@@ -6,14 +6,17 @@
 
 pub mod events;
 pub mod groups;
+pub mod second_look;
 pub mod select;
 pub mod smoothing;
 pub mod step;
 
 pub use events::{
-    EventDefaults, EventDetector, EventReport, Observation, Phase, ResolvedGroup, StopReason,
+    Confirmation, EventDefaults, EventDetector, EventReport, Observation, Phase, ResolvedGroup,
+    StopReason,
 };
 pub use groups::Preset;
+pub use second_look::{LookRequest, ResolvedLook, SecondLook, Verdict};
 pub use select::{ClassFilter, Tag, top_k};
 pub use smoothing::{Smoother, Smoothing};
 pub use step::{Selection, StreamTagger, WindowTags, resolve_watch};
