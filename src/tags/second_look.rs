@@ -7,9 +7,9 @@
 //! The first stage runs at a low threshold and proposes candidates; their starts (and stops, if
 //! they come first) are held here until the audio of the look has arrived and the second model
 //! has scored it. A confirmed candidate's start goes out with the first stage's onset and both
-//! stages' scores; a rejected one's start and stop are dropped and counted. Groups without a
-//! look pass through untouched. One candidate per group is open at a time, as the first stage
-//! has at most one event per group open.
+//! stages' scores; a rejected one's start and stop are dropped. Groups without a look pass
+//! through untouched. A group's candidates go out in the order the first stage proposed them,
+//! whatever order their verdicts come back in.
 //!
 //! Times are nanoseconds on the caller's clock, as the first stage's reports.
 
@@ -141,8 +141,14 @@ struct Candidate {
     to: u64,
     requested: bool,
     since: Instant,
-    /// `Some` once decided: the confirmation, or `None` inside for a rejection.
-    verdict: Option<Option<Option<Confirmation>>>,
+    verdict: Option<Decision>,
+}
+
+enum Decision {
+    /// By the second model (with its scores), or by the first stage alone (a pass, or a look
+    /// that could not run).
+    Confirmed(Option<Confirmation>),
+    Rejected,
 }
 
 /// What became of a group's latest decided candidate whose stop has not come yet.
@@ -211,7 +217,7 @@ impl SecondLook {
                         stop: None,
                         requested: passes,
                         since: Instant::now(),
-                        verdict: passes.then_some(Some(None)),
+                        verdict: passes.then_some(Decision::Confirmed(None)),
                     });
                     self.next_id += 1;
                 }
@@ -268,14 +274,16 @@ impl SecondLook {
     ) -> Option<Verdict> {
         let (group, c) = undecided(&mut self.tracks, id)?;
         let judgement = self.looks.get(group)?.judge(scores);
-        c.verdict = Some(judgement.confirmed.then(|| {
-            Some(Confirmation {
+        c.verdict = Some(if judgement.confirmed {
+            Decision::Confirmed(Some(Confirmation {
                 score: judgement.score,
                 confuser_score: judgement.confuser_score,
                 classes: judgement.classes.clone(),
                 latency: c.since.elapsed(),
-            })
-        }));
+            }))
+        } else {
+            Decision::Rejected
+        });
         let verdict = Verdict {
             group: group.clone(),
             onset: c.start.start,
@@ -291,7 +299,7 @@ impl SecondLook {
     /// is no longer wanted.
     pub fn pass_unjudged(&mut self, id: u64, out: &mut Vec<EventReport>) -> Option<String> {
         let (group, c) = undecided(&mut self.tracks, id)?;
-        c.verdict = Some(Some(None));
+        c.verdict = Some(Decision::Confirmed(None));
         let group = group.clone();
         release(self.tracks.get_mut(&group).expect("found above"), out);
         Some(group)
@@ -315,8 +323,8 @@ impl SecondLook {
             .count()
     }
 
-    /// Forgets every candidate (a flush, a new stream, a change of watched groups); returns
-    /// how many were waiting. Confirmed events are closed by the first stage's own stops,
+    /// Forgets every candidate (a flush, a new stream, a discontinuity); returns how many were
+    /// waiting. Confirmed events are closed by the first stage's own stops,
     /// which the caller passes through `filter` first.
     pub fn drop_waiting(&mut self) -> usize {
         let n = self.waiting();
@@ -340,7 +348,7 @@ fn release(track: &mut Track, out: &mut Vec<EventReport>) {
     while track.waiting.front().is_some_and(|c| c.verdict.is_some()) {
         let c = track.waiting.pop_front().expect("checked");
         match c.verdict.expect("checked") {
-            Some(confirmation) => {
+            Decision::Confirmed(confirmation) => {
                 let mut start = c.start;
                 start.confirmation = confirmation.clone();
                 out.push(start);
@@ -353,7 +361,7 @@ fn release(track: &mut Track, out: &mut Vec<EventReport>) {
                     None => track.open = Open::Confirmed,
                 }
             }
-            None => {
+            Decision::Rejected => {
                 track.open = if c.stop.is_some() {
                     Open::None
                 } else {
