@@ -499,6 +499,36 @@ fn a_second_look_confirms_a_real_glass_break_in_speech_keeping_the_first_onset()
 }
 
 #[test]
+fn in_live_mode_the_verdict_is_posted_without_waiting_for_another_buffer() {
+    let second = second_model();
+    let mut h = harness(&[
+        ("watch", "glass"),
+        ("second-model", &second),
+        ("mode", "live"),
+    ]);
+    let audio = in_speech(&load("glass_breaking__infineon__2.wav"), 10.0);
+    // Up to 7.5 s: the candidate (onset 5.3 s) has its look's audio, and then nothing more comes.
+    let mut pts = gst::ClockTime::ZERO;
+    push(&mut h, &audio[..75 * RATE as usize / 10], &mut pts);
+    let bus = h.element().unwrap().bus().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let start = loop {
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(100),
+            &[gst::MessageType::Element],
+        );
+        if let Some(s) = msg.as_ref().and_then(|m| m.structure())
+            && s.name() == "audiotagger-event"
+        {
+            break s.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no start without EOS");
+    };
+    assert_eq!(kind(&start), ("start".into(), "glass".into()));
+    assert!(start.get::<f64>("confirm-score").is_ok());
+}
+
+#[test]
 fn near_the_end_of_a_stream_a_candidate_gets_the_audio_there_is() {
     // The stream ends about 0.7 s after the glass break's onset (5.3 s): its look cannot have
     // the 1.5 s after the onset it would get mid-stream.
