@@ -180,15 +180,22 @@ fn a_real_gunshot_in_real_speech_starts_and_stops_an_event_where_it_is() {
     assert_eq!(starts * 2, events.len(), "{summary:?}");
 }
 
-/// The model with the trained heads that set-up builds.
-fn heads_model() -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/yamnet-heads.onnx");
+/// The path of `models/NAME`, a model set-up builds.
+fn built_model(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
     assert!(
         path.exists(),
-        "{} is missing: scripts/setup.sh trains it",
+        "{} is missing: scripts/setup.sh builds it",
         path.display()
     );
     path.to_string_lossy().into_owned()
+}
+
+/// The model with the trained heads.
+fn heads_model() -> String {
+    built_model("yamnet-heads.onnx")
 }
 
 /// The security groups, scored by the heads.
@@ -442,15 +449,9 @@ fn bad_event_configuration_fails_at_start_naming_the_cause() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// The second-look model that set-up makes.
+/// The second-look model.
 fn second_model() -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ced-tiny.onnx");
-    assert!(
-        path.exists(),
-        "{} is missing: scripts/setup.sh converts it",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
+    built_model("ced-tiny.onnx")
 }
 
 /// The event messages and the rejected count with a second look, in `mode`.

@@ -53,7 +53,7 @@ pub struct EvalSet {
 }
 
 impl EvalSet {
-    pub fn hours_without(&self, group: &str) -> f64 {
+    fn hours_without(&self, group: &str) -> f64 {
         let mixed: f64 = self
             .mixtures
             .iter()
@@ -86,25 +86,35 @@ impl EvalSet {
 
     /// Counts per SNR (index as SNRS) and false alarms per hour for one group's settings.
     pub fn measure(&self, group: &ResolvedGroup) -> ([Counts; 3], f64) {
+        let windows = |i: usize| match self.mixtures.get(i) {
+            Some(m) => &m.windows,
+            None => &self.alone[i - self.mixtures.len()],
+        };
+        self.count(&group.name, |i| detect(windows(i), vec![group.clone()]))
+    }
+
+    /// Counts per SNR and false alarms per hour of `group`, given each item's detections
+    /// (items: the mixtures, then the backgrounds alone).
+    pub fn count(
+        &self,
+        group: &str,
+        detections: impl Fn(usize) -> Vec<(String, u64, u64)>,
+    ) -> ([Counts; 3], f64) {
         let mut per_snr = [Counts::default(); 3];
         let mut false_alarms = 0usize;
-        for m in &self.mixtures {
-            let d = detect(&m.windows, vec![group.clone()]);
-            let c = evaluate(m, &d, &group.name);
+        for (i, m) in self.mixtures.iter().enumerate() {
+            let c = evaluate(m, &detections(i), group);
             false_alarms += (c.detections - c.correct) as usize;
-            if m.truth.as_ref().is_some_and(|t| t.0 == group.name)
-                && let Some(i) = SNRS.iter().position(|s| *s == m.snr)
+            if m.truth.as_ref().is_some_and(|t| t.0 == group)
+                && let Some(k) = SNRS.iter().position(|s| *s == m.snr)
             {
-                per_snr[i].add(c);
+                per_snr[k].add(c);
             }
         }
-        for w in &self.alone {
-            false_alarms += detect(w, vec![group.clone()]).len();
+        for i in 0..self.alone.len() {
+            false_alarms += detections(self.mixtures.len() + i).len();
         }
-        (
-            per_snr,
-            false_alarms as f64 / self.hours_without(&group.name),
-        )
+        (per_snr, false_alarms as f64 / self.hours_without(group))
     }
 }
 

@@ -19,7 +19,7 @@ use gstaudiotagger::tags::groups::Preset;
 use gstaudiotagger::tags::{EventDefaults, Phase, ResolvedGroup, ResolvedLook};
 
 use super::heads::EvalSet;
-use super::{Counts, RATE, SNRS, Window, evaluate, reports};
+use super::{Counts, RATE, Window, reports};
 
 const LOOKS_S: [(f64, f64); 2] = [(1.5, 1.5), (2.5, 2.5)];
 const CONFIRMS: [f32; 14] = [
@@ -125,16 +125,14 @@ fn events(windows: &[Window], group: &ResolvedGroup) -> Vec<(u64, u64, f32)> {
     found
 }
 
-/// Every candidate of `group` in `set` (mixtures first, then the backgrounds alone).
+/// Every event of `group` in `set` (mixtures first, then the backgrounds alone), with the second
+/// model's scores around its onset when `look` gives the model and the look (before, after).
 fn candidates(
-    looker: &mut Looker,
     set: &EvalSet,
     group: &ResolvedGroup,
-    before: f64,
-    after: f64,
+    mut look: Option<(&mut Looker, f64, f64)>,
 ) -> Vec<Candidate> {
-    let length = ((before + after) * RATE as f64).round() as usize;
-    let items: Vec<(&[Window], &[f32])> = set
+    let items = set
         .mixtures
         .iter()
         .map(|m| (m.windows.as_slice(), m.audio.as_slice()))
@@ -143,19 +141,21 @@ fn candidates(
                 .iter()
                 .zip(&set.alone_audio)
                 .map(|(w, a)| (w.as_slice(), a.as_slice())),
-        )
-        .collect();
+        );
     let mut out = Vec::new();
-    for (item, (windows, audio)) in items.into_iter().enumerate() {
+    for (item, (windows, audio)) in items.enumerate() {
         let found = events(windows, group);
-        if found.is_empty() {
-            continue;
-        }
-        let froms: Vec<u64> = found
-            .iter()
-            .map(|(s, _, _)| s.saturating_sub((before * 1e9) as u64))
-            .collect();
-        let scores = looker.scores(set.name, item, audio, &froms, length);
+        let scores = match look.as_mut() {
+            Some((looker, before, after)) if !found.is_empty() => {
+                let length = ((*before + *after) * RATE as f64).round() as usize;
+                let froms: Vec<u64> = found
+                    .iter()
+                    .map(|(s, _, _)| s.saturating_sub((*before * 1e9) as u64))
+                    .collect();
+                looker.scores(set.name, item, audio, &froms, length)
+            }
+            _ => vec![Vec::new(); found.len()],
+        };
         for ((start, end, peak), scores) in found.into_iter().zip(scores) {
             out.push(Candidate {
                 item,
@@ -202,21 +202,8 @@ fn measure(
                 .push((group.to_string(), c.start, c.end));
         }
     }
-    let mut per_snr = [Counts::default(); 3];
-    let mut false_alarms = 0usize;
-    for (i, m) in set.mixtures.iter().enumerate() {
-        let d = per_item.get(&i).map(Vec::as_slice).unwrap_or(&[]);
-        let c = evaluate(m, d, group);
-        false_alarms += (c.detections - c.correct) as usize;
-        if m.truth.as_ref().is_some_and(|t| t.0 == group)
-            && let Some(k) = SNRS.iter().position(|s| *s == m.snr)
-        {
-            per_snr[k].add(c);
-        }
-    }
-    for i in set.mixtures.len()..set.mixtures.len() + set.alone.len() {
-        false_alarms += per_item.get(&i).map_or(0, Vec::len);
-    }
+    let (per_snr, fa_per_hour) =
+        set.count(group, |i| per_item.get(&i).cloned().unwrap_or_default());
     let hours = (set
         .mixtures
         .iter()
@@ -227,7 +214,7 @@ fn measure(
         / 3600.0;
     Measured {
         per_snr,
-        fa_per_hour: false_alarms as f64 / set.hours_without(group),
+        fa_per_hour,
         looks_per_hour: cands.len() as f64 / hours,
     }
 }
@@ -304,7 +291,7 @@ pub fn compare(labels: &[String], validation: &EvalSet, external: &EvalSet) {
             // The first stage alone.
             let mut alone: Option<(f64, f32, Measured)> = None;
             for &on in ons {
-                let cands = candidates_no_look(validation, &with_on(on));
+                let cands = candidates(validation, &with_on(on), None);
                 let m = measure(validation, name, &cands, None);
                 if m.fa_per_hour <= 1.0 && alone.as_ref().is_none_or(|b| m.all().f1() > b.0) {
                     alone = Some((m.all().f1(), on, m));
@@ -323,7 +310,7 @@ pub fn compare(labels: &[String], validation: &EvalSet, external: &EvalSet) {
                     let ext = measure(
                         external,
                         name,
-                        &candidates_no_look(external, &with_on(on)),
+                        &candidates(external, &with_on(on), None),
                         None,
                     );
                     println!(
@@ -347,7 +334,7 @@ pub fn compare(labels: &[String], validation: &EvalSet, external: &EvalSet) {
                 shipped[0].on_threshold, looks[0].confirm_threshold, looks[0].pass_threshold
             );
             for set in [validation, external] {
-                let cands = candidates(&mut looker, set, &shipped[0], before, after);
+                let cands = candidates(set, &shipped[0], Some((&mut looker, before, after)));
                 let m = measure(set, name, &cands, Some(&looks[0]));
                 println!(
                     "{}",
@@ -363,8 +350,11 @@ pub fn compare(labels: &[String], validation: &EvalSet, external: &EvalSet) {
                 for bypass in [false, true] {
                     let mut best: Option<(f64, f32, f32, Option<f32>, Measured)> = None;
                     for &on in ons {
-                        let cands =
-                            candidates(&mut looker, validation, &with_on(on), before, after);
+                        let cands = candidates(
+                            validation,
+                            &with_on(on),
+                            Some((&mut looker, before, after)),
+                        );
                         let passes: Vec<Option<f32>> = if bypass {
                             ons.iter().filter(|&&p| p > on).map(|&p| Some(p)).collect()
                         } else {
@@ -403,7 +393,8 @@ pub fn compare(labels: &[String], validation: &EvalSet, external: &EvalSet) {
                     let mut l = look.clone();
                     l.confirm_threshold = confirm;
                     l.pass_threshold = pass;
-                    let cands = candidates(&mut looker, external, &with_on(on), before, after);
+                    let cands =
+                        candidates(external, &with_on(on), Some((&mut looker, before, after)));
                     let ext = measure(external, name, &cands, Some(&l));
                     println!(
                         "{}",
@@ -427,27 +418,4 @@ pub fn compare(labels: &[String], validation: &EvalSet, external: &EvalSet) {
         "second-look comparison took {:.0} s",
         started.elapsed().as_secs_f64()
     );
-}
-
-/// The first stage's own events, as candidates nothing needs to confirm.
-fn candidates_no_look(set: &EvalSet, group: &ResolvedGroup) -> Vec<Candidate> {
-    let items = set
-        .mixtures
-        .iter()
-        .map(|m| m.windows.as_slice())
-        .chain(set.alone.iter().map(Vec::as_slice));
-    items
-        .enumerate()
-        .flat_map(|(item, w)| {
-            events(w, group)
-                .into_iter()
-                .map(move |(start, end, peak)| Candidate {
-                    item,
-                    start,
-                    end,
-                    peak,
-                    scores: Vec::new(),
-                })
-        })
-        .collect()
 }

@@ -77,6 +77,23 @@ impl Pending {
     }
 }
 
+/// The model's output on `rx`: waited for if `wait`, else `None` while it is not in yet.
+pub(super) fn receive(
+    rx: &mpsc::Receiver<Result<BatchOutput, ModelError>>,
+    wait: bool,
+) -> Option<Result<BatchOutput, ModelError>> {
+    let gone = || Err(ModelError::Run("the inference thread ended".into()));
+    Some(if wait {
+        rx.recv().unwrap_or_else(|_| gone())
+    } else {
+        match rx.try_recv() {
+            Ok(r) => r,
+            Err(mpsc::TryRecvError::Empty) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => gone(),
+        }
+    })
+}
+
 /// How long [`AudioTagger::collect`] may wait for the model.
 #[derive(Clone, Copy)]
 pub(super) enum Wait {
@@ -113,7 +130,6 @@ impl InFlight {
 
     /// The oldest pending windows and their output, if it is in or `wait` says to wait for it.
     fn next(&mut self, wait: Wait) -> Option<(Pending, Result<BatchOutput, ModelError>)> {
-        let gone = || Err(ModelError::Run("the inference thread ended".into()));
         let Some(front) = self.pending.front() else {
             // Every caller asks again until it gets `None`, so an emptied queue ends here.
             self.overloaded = false;
@@ -122,12 +138,7 @@ impl InFlight {
         let must_wait = matches!(wait, Wait::AtMost(n) if self.in_model > n);
         let output = match &front.result {
             None => Ok(BatchOutput::default()),
-            Some(rx) if must_wait => rx.recv().unwrap_or_else(|_| gone()),
-            Some(rx) => match rx.try_recv() {
-                Ok(r) => r,
-                Err(mpsc::TryRecvError::Empty) => return None,
-                Err(mpsc::TryRecvError::Disconnected) => gone(),
-            },
+            Some(rx) => receive(rx, must_wait)?,
         };
         let pending = self.pending.pop_front().expect("front exists");
         self.in_model -= pending.in_model();

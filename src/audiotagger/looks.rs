@@ -16,7 +16,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::{AudioTagger, CAT, State};
-use super::inflight::Wait;
+use super::inflight::{Wait, receive};
 use super::outbox::Outbox;
 use super::results;
 use crate::model::{BatchOutput, ModelError};
@@ -146,15 +146,8 @@ impl AudioTagger {
         let wait_all = matches!(wait, Wait::AtMost(0));
         while let Some((id, rx)) = state.looks.in_flight.front() {
             let id = *id;
-            let gone = || Err(ModelError::Run("the inference thread ended".into()));
-            let result = if wait_all {
-                rx.recv().unwrap_or_else(|_| gone())
-            } else {
-                match rx.try_recv() {
-                    Ok(r) => r,
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => gone(),
-                }
+            let Some(result) = receive(rx, wait_all) else {
+                break;
             };
             state.looks.in_flight.pop_front();
             let candidates = state.looks.candidates.as_mut().expect("checked above");
