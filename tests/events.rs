@@ -616,3 +616,43 @@ fn a_bad_second_model_or_look_fails_at_start_naming_the_cause() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn results_also_go_downstream_in_band_in_the_order_they_are_posted_before_the_eos() {
+    let shot = load("gunshot__freesound__1.wav");
+    let mix = in_speech(&shot, 20.0);
+    let mut h = harness(&[("watch", "gunshot,speech"), ("name", "tagger")]);
+    let mut pts = gst::ClockTime::ZERO;
+    push(&mut h, &mix, &mut pts);
+    h.push_event(gst::event::Eos::new());
+    let element = h.element().unwrap();
+    let posted: Vec<gst::Structure> = std::iter::from_fn(|| {
+        element
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Element])
+    })
+    .filter_map(|m| m.structure().map(|s| s.to_owned()))
+    .collect();
+    let mut inband = Vec::new();
+    let mut eos_after_results = false;
+    while let Some(event) = h.try_pull_event() {
+        match event.view() {
+            gst::EventView::CustomDownstream(e) => {
+                assert!(!eos_after_results, "a result after the EOS");
+                inband.push(e.structure().unwrap().to_owned());
+            }
+            gst::EventView::Eos(_) => eos_after_results = true,
+            _ => {}
+        }
+    }
+    assert!(eos_after_results);
+    assert!(posted.iter().any(|s| s.name() == "audiotagger-event"));
+    assert_eq!(inband.len(), posted.len());
+    for (sent, bus) in inband.iter().zip(&posted) {
+        assert_eq!(sent.get::<&str>("element").unwrap(), "tagger");
+        let mut without = sent.clone();
+        without.remove_field("element");
+        assert_eq!(&without, bus);
+    }
+}

@@ -24,7 +24,7 @@ use super::Mode;
 use super::inflight::{InFlight, Pending, Wait};
 use super::input;
 use super::looks::Looks;
-use super::outbox::Outbox;
+use super::outbox::{InBand, Outbox};
 use super::results::attach;
 use super::settings::{self, Changed, Settings};
 use super::timing::Timing;
@@ -89,6 +89,8 @@ pub struct AudioTagger {
     /// Live mode: a result came in while another thread held the state, so whoever held it
     /// must look again after letting go (see [`AudioTagger::report_ready`]).
     pub(super) report_wanted: AtomicBool,
+    /// Results waiting to go downstream in-band.
+    pub(super) inband: InBand,
 }
 
 impl Default for AudioTagger {
@@ -107,6 +109,7 @@ impl Default for AudioTagger {
             skipped: AtomicU64::new(0),
             looks_rejected: AtomicU64::new(0),
             report_wanted: AtomicBool::new(false),
+            inband: InBand::default(),
         }
     }
 }
@@ -299,7 +302,9 @@ impl BaseTransformImpl for AudioTagger {
         if let Some(mut state) = state {
             self.close_events(&mut state, StopReason::Flush, &mut out);
         }
-        out.post(self.obj().upcast_ref());
+        out.post(self.obj().upcast_ref(), &self.inband);
+        // Nothing flows any more: what waited to go downstream has nowhere to go.
+        self.inband.clear();
         *self.model.lock().unwrap() = None;
         *self.second.lock().unwrap() = None;
         Ok(())
@@ -326,8 +331,26 @@ impl BaseTransformImpl for AudioTagger {
             _ => {}
         }
         drop(guard);
-        out.post(self.obj().upcast_ref());
-        self.parent_sink_event(event)
+        out.post(self.obj().upcast_ref(), &self.inband);
+        let src = self.obj().src_pad().clone();
+        match event.type_() {
+            gst::EventType::FlushStart => {
+                self.inband.clear();
+                self.parent_sink_event(event)
+            }
+            // The stops a flush closes follow it, when downstream takes events again.
+            gst::EventType::FlushStop => {
+                let forwarded = self.parent_sink_event(event);
+                self.inband.push_downstream(&src);
+                forwarded
+            }
+            // Out-of-band events may come from any thread, which must not push serialized ones.
+            _ if !event.is_serialized() => self.parent_sink_event(event),
+            _ => {
+                self.inband.push_downstream(&src);
+                self.parent_sink_event(event)
+            }
+        }
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
@@ -369,6 +392,8 @@ impl BaseTransformImpl for AudioTagger {
         if self.report_wanted.load(Ordering::SeqCst) {
             self.report_ready();
         }
+        // Ahead of this buffer: the windows it completed end at or before its end.
+        self.inband.push_downstream(self.obj().src_pad());
         flow
     }
 }
@@ -406,7 +431,7 @@ impl AudioTagger {
             self.feed(state, buf, &mut out)
         });
         drop(guard);
-        out.post(self.obj().upcast_ref());
+        out.post(self.obj().upcast_ref(), &self.inband);
         match fed {
             Some(Ok(())) => Ok(gst::FlowSuccess::Ok),
             Some(Err(e)) => {
@@ -790,7 +815,7 @@ impl AudioFilterImpl for AudioTagger {
             looks,
         });
         drop(guard);
-        out.post(self.obj().upcast_ref());
+        out.post(self.obj().upcast_ref(), &self.inband);
         Ok(())
     }
 }

@@ -185,7 +185,7 @@ impl AudioTagger {
                 self.collect(state, None, Wait::Ready, &mut out);
             }
             drop(guard);
-            out.post(self.obj().upcast_ref());
+            out.post(self.obj().upcast_ref(), &self.inband);
             if !self.report_wanted.load(Ordering::SeqCst) {
                 return;
             }
@@ -288,13 +288,12 @@ impl AudioTagger {
                     .filter(|_| dim > 0)
                     .map(|r| &output.embeddings[r * dim..(r + 1) * dim]),
             };
-            if settings.post_messages {
-                out.push(
-                    gst::message::Element::builder(result.to_structure())
-                        .src(&*self.obj())
-                        .build(),
-                );
-            }
+            // In-band always: `post-messages` is about the bus.
+            out.result(
+                self.obj().upcast_ref(),
+                result.to_structure(),
+                settings.post_messages,
+            );
             if settings.attach_meta {
                 match buf.as_deref_mut() {
                     Some(buf) => attach(buf, |s| result.fill(s)),

@@ -201,10 +201,6 @@ pub(super) fn queue_events(
             report.group,
             gst::ClockTime::from_nseconds(report.start)
         );
-        out.push(
-            gst::message::Element::builder(event_structure(report, labels, times))
-                .src(src)
-                .build(),
-        );
+        out.result(src, event_structure(report, labels, times), true);
     }
 }
