@@ -16,6 +16,8 @@ apt_packages=(
   asterisk-moh-opsound-wav asterisk-core-sounds-en-wav sound-theme-freedesktop
   # The font the timeline example writes its labels in.
   fonts-dejavu-core
+  # audiotagpublish: TLS through OpenSSL; its tests run a real MQTT broker and make certificates.
+  libssl-dev mosquitto mosquitto-clients openssl
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -5,17 +5,21 @@
 //! events) with an ONNX audio model, passing the audio through untouched.
 //!
 //! The DSP and model code live in GStreamer-free modules so they can be tested and benchmarked
-//! alone; the element in [`audiotagger`] glues them to the pipeline.
+//! alone; the element in [`audiotagger`] glues them to the pipeline, and [`audiotagpublish`]
+//! sends its results to an MQTT broker or a file ([`publish`]).
 
 use gst::glib;
 
 pub mod audiotagger;
+pub mod audiotagpublish;
 pub mod frontend;
 pub mod model;
+pub mod publish;
 pub mod tags;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    audiotagger::register(plugin)
+    audiotagger::register(plugin)?;
+    audiotagpublish::register(plugin)
 }
 
 gst::plugin_define!(

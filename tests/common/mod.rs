@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+pub mod broker;
+
 use gst::prelude::*;
 
 pub fn init() {
