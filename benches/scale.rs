@@ -16,6 +16,10 @@
 //! 5. `-- second-look` only: live streams watching gunshot, glass and scream, without and with
 //!    the second look (`second-model=ced-tiny.onnx`), up to 256 streams: what the looks cost
 //!    at the candidate rate of real speech and music.
+//! 6. `-- publish` only: 100 live streams watching speech and music, without and then with
+//!    `audiotagpublish publish=all` to one local mosquitto: messages per second, latency from
+//!    a window's last sample to its delivery to a subscriber, and the CPU it costs (this
+//!    process's and the broker's).
 //!
 //! Throughput figures are medians of three rounds; ratios are taken within each round.
 //! `-- defaults` runs the references and the element with no property set but the model.
@@ -50,6 +54,10 @@ fn main() {
     println!("audio: ../shared/audio/long concatenated, {seconds:.0} s");
     if support::parts().iter().any(|p| p == "second-look") {
         second_look(&float, &root.join("models/ced-tiny.onnx"), &long);
+        return;
+    }
+    if support::parts().iter().any(|p| p == "publish") {
+        publish(&float, &long);
         return;
     }
     if support::parts().iter().any(|p| p == "live") {
@@ -285,7 +293,7 @@ fn second_look(model: &Path, second: &Path, audio: &[f32]) {
             } else {
                 watch.to_string()
             };
-            let r = support::live_streams(model, &props, n, LIVE_SECONDS, audio, true);
+            let r = support::live_streams(model, &props, n, LIVE_SECONDS, audio, true, None);
             println!(
                 "{n:>7} {:>6} {:>12.2} {:>10} {:>12} {:>9.1} ms {:>8} {:>10}",
                 if look { "on" } else { "off" },
@@ -298,6 +306,60 @@ fn second_look(model: &Path, second: &Path, audio: &[f32]) {
             );
         }
     }
+}
+
+fn publish(model: &Path, audio: &[f32]) {
+    const STREAMS: usize = 100;
+    println!(
+        "\n== {STREAMS} live streams ({LIVE_SECONDS} s, staggered) watching speech and music, \
+         without and with `audiotagpublish publish=all` (QoS 1) to one mosquitto on 127.0.0.1"
+    );
+    println!(
+        "{:>8} {:>12} {:>12} {:>10} {:>11} {:>12} {:>8} {:>14} {:>14}",
+        "publish",
+        "CPU (cores)",
+        "broker CPU",
+        "windows",
+        "p99 to bus",
+        "delivered",
+        "msg/s",
+        "p50 delivery",
+        "p99 delivery"
+    );
+    let dir = common::broker::Scratch::new("bench");
+    let broker =
+        common::broker::Broker::start(&dir, "allow_anonymous true\nmax_queued_messages 100000");
+    let watch = "watch=speech,music";
+    for with in [false, true] {
+        let broker_before = process_cpu_seconds(broker.pid().unwrap());
+        let wall = std::time::Instant::now();
+        let port = with.then_some(broker.port);
+        let r = support::live_streams(model, watch, STREAMS, LIVE_SECONDS, audio, true, port);
+        let broker_cores = (process_cpu_seconds(broker.pid().unwrap()) - broker_before)
+            / wall.elapsed().as_secs_f64();
+        println!(
+            "{:>8} {:>12.2} {:>12.3} {:>10} {:>8.1} ms {:>12} {:>8.0} {:>11.1} ms {:>11.1} ms",
+            if with { "on" } else { "off" },
+            r.cpu_cores,
+            broker_cores,
+            r.windows,
+            r.p99_ms,
+            r.delivered,
+            r.delivered as f64 / LIVE_SECONDS as f64,
+            r.delivery_p50_ms,
+            r.delivery_p99_ms,
+        );
+    }
+}
+
+/// User plus system CPU time of process `pid` so far, seconds (from /proc, at 100 ticks/s).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
 }
 
 fn python_reference(root: &Path, audio: &Path, threads: u32) -> (f64, u64) {

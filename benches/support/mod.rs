@@ -211,6 +211,11 @@ pub struct LiveResult {
     /// Events started, and candidates a second look rejected (`looks-rejected`).
     pub starts: usize,
     pub rejected: u64,
+    /// With a broker: messages (events and windows) delivered to a subscriber, and the
+    /// window results' latency from the window's last sample to delivery (p50, p99).
+    pub delivered: usize,
+    pub delivery_p50_ms: f64,
+    pub delivery_p99_ms: f64,
 }
 
 fn cpu_time() -> Duration {
@@ -228,10 +233,19 @@ fn resident_mib() -> f64 {
     crate::common::rss_kib() as f64 / 1024.0
 }
 
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
 /// `n` live streams of `seconds`, each a different offset into `audio`, pushed at real-time
 /// pace through `audiotagger model=model mode=live {properties}`. Started in lockstep, every
 /// stream completes a window at the same instant (the worst case for latency); staggered, their
-/// starts spread over one hop, as independent cameras' would be.
+/// starts spread over one hop, as independent cameras' would be. With `broker` (a port of
+/// 127.0.0.1), each stream also publishes its events and window results there through
+/// `audiotagpublish`, and a subscriber in this process times their delivery.
 pub fn live_streams(
     model: &Path,
     properties: &str,
@@ -239,6 +253,7 @@ pub fn live_streams(
     seconds: u64,
     audio: &[f32],
     staggered: bool,
+    broker: Option<u16>,
 ) -> LiveResult {
     // SAFETY: malloc_trim only releases free heap pages. It hands freed heap back to the
     // system, so this run's growth starts from what is in use, not from what an earlier run
@@ -256,17 +271,30 @@ pub fn live_streams(
     let mut pipelines = Vec::new();
     let mut sources = Vec::new();
     let mut taggers = Vec::new();
+    let started_ms = |k: usize| (start_tick(k) as u64) * BUFFER_MS;
+    let delivery = broker.map(|port| {
+        let starts: Vec<u64> = (0..n).map(started_ms).collect();
+        subscribe(port, origin_cell.clone(), starts)
+    });
     for k in 0..n {
-        let started_ms = (start_tick(k) as u64) * BUFFER_MS;
+        let started_ms = started_ms(k);
+        let publish = match broker {
+            Some(port) => format!(
+                "! audiotagpublish broker=mqtt://127.0.0.1:{port} publish=all \
+                 topic=bench/{{pipeline}}/{{kind}}"
+            ),
+            None => String::new(),
+        };
         let pipeline = gst::parse::launch(&format!(
             "appsrc name=src is-live=true format=time caps=audio/x-raw,format=F32LE,rate=16000,\
              channels=1,layout=interleaved ! audiotagger name=tag model=\"{}\" mode=live \
-             {properties} ! fakesink sync=false",
+             {properties} {publish} ! fakesink sync=false",
             model.display()
         ))
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
+        pipeline.set_property("name", format!("stream{k}"));
         let bus = pipeline.bus().unwrap();
         let latencies = latencies.clone();
         let origin = origin_cell.clone();
@@ -351,17 +379,70 @@ pub fn live_streams(
     }
     let mut l = std::mem::take(&mut *latencies.lock().unwrap());
     l.sort_by(f64::total_cmp);
-    let pct = |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)));
+    let (mut delivered, messages) = delivery
+        .map(|d| std::mem::take(&mut *d.lock().unwrap()))
+        .unwrap_or_default();
+    delivered.sort_by(f64::total_cmp);
     LiveResult {
         cpu_cores: cpu.as_secs_f64() / wall.as_secs_f64(),
         windows: l.len(),
         skipped,
-        p99_ms: pct(0.99).copied().unwrap_or(f64::NAN),
+        p99_ms: percentile(&l, 0.99),
         max_ms: l.last().copied().unwrap_or(f64::NAN),
         memory_mib,
         starts: starts.load(std::sync::atomic::Ordering::Relaxed),
         rejected,
+        delivered: messages,
+        delivery_p50_ms: percentile(&delivered, 0.5),
+        delivery_p99_ms: percentile(&delivered, 0.99),
     }
+}
+
+/// What the subscriber saw: window latencies (ms) and the count of all messages.
+type Deliveries = Arc<Mutex<(Vec<f64>, usize)>>;
+
+/// A subscriber to `bench/#` on the broker at `port`: counts every message, and for each
+/// complete window result of stream k (which started `starts[k]` ms after the origin) takes
+/// the time from the push of the buffer holding the window's last sample to its delivery.
+fn subscribe(port: u16, origin: Arc<OnceLock<Instant>>, starts: Vec<u64>) -> Deliveries {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let latencies: Deliveries = Arc::default();
+    let out = latencies.clone();
+    let mut options = MqttOptions::new(format!("bench-sub-{port}"), "127.0.0.1", port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut connection) = Client::new(options, 64);
+    client.subscribe("bench/#", QoS::AtLeastOnce).unwrap();
+    std::thread::spawn(move || {
+        let _client = client;
+        for event in connection.iter() {
+            let Ok(Event::Incoming(Packet::Publish(p))) = event else {
+                if event.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let now = Instant::now();
+            let Some(origin) = origin.get() else { continue };
+            let json: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+            out.lock().unwrap().1 += 1;
+            if json["kind"] != "window" || json["partial"] != false {
+                continue;
+            }
+            let k: usize = json["pipeline"].as_str().unwrap()["stream".len()..]
+                .parse()
+                .unwrap();
+            let end_ns = json["timestamp"].as_u64().unwrap() + json["duration"].as_u64().unwrap();
+            let pushed_ms = starts[k] + (end_ns / 1_000_000).div_ceil(BUFFER_MS) * BUFFER_MS;
+            let arrived = *origin + Duration::from_millis(pushed_ms);
+            out.lock()
+                .unwrap()
+                .0
+                .push(now.saturating_duration_since(arrived).as_secs_f64() * 1000.0);
+        }
+    });
+    // Subscribed before the first window ends.
+    std::thread::sleep(Duration::from_millis(300));
+    latencies
 }
 
 /// Prints the live-stream table: 8, 32 and 128 streams, staggered then in lockstep.
@@ -372,7 +453,7 @@ pub fn live_table(model: &Path, properties: &str, seconds: u64, audio: &[f32]) {
     );
     for staggered in [true, false] {
         for n in [8, 32, 128] {
-            let r = live_streams(model, properties, n, seconds, audio, staggered);
+            let r = live_streams(model, properties, n, seconds, audio, staggered, None);
             println!(
                 "{n:>7} {:>10} {:>12.2} {:>10} {:>12} {:>9.1} ms {:>7.1} ms {:>8.0} MiB",
                 if staggered { "staggered" } else { "lockstep" },
