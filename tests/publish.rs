@@ -26,6 +26,10 @@ struct Subscriber {
 
 impl Subscriber {
     fn start(port: u16, extra: &[&str]) -> Subscriber {
+        Subscriber::start_as(&format!("test-sub-{port}"), port, extra)
+    }
+
+    fn start_as(id: &str, port: u16, extra: &[&str]) -> Subscriber {
         let mut child = Command::new(program("mosquitto_sub"))
             .args([
                 "-h",
@@ -38,7 +42,7 @@ impl Subscriber {
                 "-q",
                 "1",
             ])
-            .args(["-c", "-i", &format!("test-sub-{port}")])
+            .args(["-c", "-i", id])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -133,7 +137,7 @@ fn events_reach_the_broker_with_the_taggers_fields_on_their_groups_topics() {
     let (events, errors) = run(&format!(
         "filesrc location={} ! decodebin ! audioconvert ! audiotagger name=tagger watch=gunshot,speech \
          ! queue ! tee name=t ! queue ! audiotagpublish name=pub broker=mqtt://127.0.0.1:{} \
-         topic=site1/cam3/{{kind}}/{{group}}/{{event}} ! fakesink t. ! queue ! fakesink",
+         topic=site1/cam3/{{kind}}/{{group}}/{{event}} retain=true ! fakesink t. ! queue ! fakesink",
         audio("gunshot__freesound__1.wav"),
         broker.port
     ));
@@ -182,6 +186,15 @@ fn events_reach_the_broker_with_the_taggers_fields_on_their_groups_topics() {
             .any(|(t, _)| t == "site1/cam3/event/gunshot/start"),
         "{got:?}"
     );
+    // retain=true: a subscriber that comes later gets the last message of each topic.
+    let topics: std::collections::HashSet<&String> = got.iter().map(|(t, _)| t).collect();
+    let late = Subscriber::start_as("late", broker.port, &[]);
+    let retained = late.wait_for(topics.len(), Duration::from_secs(10));
+    assert_eq!(retained.len(), topics.len(), "{retained:?}");
+    for (topic, json) in &retained {
+        let last = got.iter().rev().find(|(t, _)| t == topic).unwrap();
+        assert_eq!(json, &last.1);
+    }
 }
 
 /// The stream plays in real time in live mode (results go downstream from the inference
@@ -369,7 +382,8 @@ fn a_wrong_password_is_refused_with_an_error_naming_the_credentials() {
     );
     let sub = Subscriber::start(broker.port, &["-u", "camera", "-P", "s3cret"]);
     let url = format!("broker=mqtt://127.0.0.1:{}", broker.port);
-    let (events, errors) = gunshot_publish(&format!("{url} username=camera password=s3cret"));
+    // QoS 0 on a healthy local broker: sent once, and it all comes.
+    let (events, errors) = gunshot_publish(&format!("{url} username=camera password=s3cret qos=0"));
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(
         sub.wait_for(events.len(), Duration::from_secs(10)).len(),
