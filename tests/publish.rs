@@ -2,7 +2,8 @@
 //! `audiotagpublish` against a real broker: Debian's mosquitto on a free port of 127.0.0.1,
 //! read by its own `mosquitto_sub`, with real audio through `audiotagger`. The payloads are
 //! checked against the tagger's bus messages; a broker stopped for 10 s mid-stream loses
-//! nothing; passwords and TLS certificates (made here with openssl) are checked both ways.
+//! nothing; passwords (MQTT 3.1.1 and 5) and TLS certificates (made here with openssl) are
+//! checked both ways.
 
 mod common;
 
@@ -373,7 +374,7 @@ fn gunshot_publish(props: &str) -> (Vec<gst::Structure>, Vec<String>) {
 }
 
 #[test]
-fn a_wrong_password_is_refused_with_an_error_naming_the_credentials() {
+fn a_wrong_password_is_refused_with_an_error_naming_the_credentials_in_mqtt_3_and_5() {
     let dir = Scratch::new("password");
     let pw = password_file(&dir);
     let broker = Broker::start(
@@ -381,19 +382,25 @@ fn a_wrong_password_is_refused_with_an_error_naming_the_credentials() {
         &format!("allow_anonymous false\npassword_file {}", pw.display()),
     );
     let sub = Subscriber::start(broker.port, &["-u", "camera", "-P", "s3cret"]);
-    let url = format!("broker=mqtt://127.0.0.1:{}", broker.port);
-    // QoS 0 on a healthy local broker: sent once, and it all comes.
-    let (events, errors) = gunshot_publish(&format!("{url} username=camera password=s3cret qos=0"));
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(
-        sub.wait_for(events.len(), Duration::from_secs(10)).len(),
-        events.len()
-    );
+    let mut expected = 0;
+    for protocol in ["3.1.1", "5"] {
+        let url = format!(
+            "broker=mqtt://127.0.0.1:{} protocol={protocol}",
+            broker.port
+        );
+        // QoS 0 on a healthy local broker: sent once, and it all comes.
+        let (events, errors) =
+            gunshot_publish(&format!("{url} username=camera password=s3cret qos=0"));
+        assert!(errors.is_empty(), "{protocol}: {errors:?}");
+        expected += events.len();
+        let got = sub.wait_for(expected, Duration::from_secs(10));
+        assert_eq!(got.len(), expected, "{protocol}");
 
-    let (_, errors) = gunshot_publish(&format!("{url} username=camera password=wrong"));
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("refused the credentials"), "{errors:?}");
-    assert!(errors[0].contains("username and password"), "{errors:?}");
+        let (_, errors) = gunshot_publish(&format!("{url} username=camera password=wrong"));
+        assert_eq!(errors.len(), 1, "{protocol}: {errors:?}");
+        assert!(errors[0].contains("refused the credentials"), "{errors:?}");
+        assert!(errors[0].contains("username and password"), "{errors:?}");
+    }
 }
 
 #[test]
@@ -430,8 +437,8 @@ fn tls_with_a_client_certificate_works_and_a_wrong_ca_is_refused() {
         ],
     );
     let tls = format!(
-        "broker=mqtts://localhost:{} username=camera password=s3cret tls-cert-file={} \
-         tls-key-file={}",
+        "broker=mqtts://localhost:{} protocol=5 username=camera password=s3cret \
+         tls-cert-file={} tls-key-file={}",
         broker.port,
         p("client.pem"),
         p("client.key")

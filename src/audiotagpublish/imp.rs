@@ -17,8 +17,8 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use super::What;
 use super::payload::{self, Envelope};
+use super::{Protocol, What};
 use crate::publish::Message;
 use crate::publish::jsonl::LineWriter;
 use crate::publish::mqtt::{self, BrokerConfig, Publisher, Status};
@@ -41,6 +41,7 @@ const DEFAULT_KEEP_ALIVE: u32 = 30;
 #[derive(Debug, Clone)]
 struct Settings {
     broker: String,
+    protocol: Protocol,
     client_id: String,
     topic: String,
     qos: u32,
@@ -63,6 +64,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             broker: String::new(),
+            protocol: Protocol::V311,
             client_id: String::new(),
             topic: DEFAULT_TOPIC.into(),
             qos: DEFAULT_QOS,
@@ -132,6 +134,11 @@ impl ObjectImpl for AudioTagPublish {
                 glib::ParamSpecString::builder("broker")
                     .nick("Broker")
                     .blurb("MQTT broker URI: mqtt://host:1883, or mqtts://host:8883 for TLS. Empty: no MQTT (use location)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("protocol", Protocol::V311)
+                    .nick("Protocol")
+                    .blurb("MQTT version: 3.1.1 (every broker) or 5")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("client-id")
@@ -249,6 +256,7 @@ impl ObjectImpl for AudioTagPublish {
         };
         match pspec.name() {
             "broker" => s.broker = string(),
+            "protocol" => s.protocol = value.get().expect("type checked by the spec"),
             "client-id" => s.client_id = string(),
             "topic" => s.topic = string(),
             "qos" => s.qos = value.get().expect("type checked by the spec"),
@@ -279,6 +287,7 @@ impl ObjectImpl for AudioTagPublish {
         let s = self.settings.lock().unwrap();
         match pspec.name() {
             "broker" => s.broker.to_value(),
+            "protocol" => s.protocol.to_value(),
             "client-id" => s.client_id.to_value(),
             "topic" => s.topic.to_value(),
             "qos" => s.qos.to_value(),
@@ -476,6 +485,10 @@ impl AudioTagPublish {
                 .then(|| (settings.username.clone(), settings.password.clone())),
             ca_file: settings.tls_ca_file.clone(),
             client_cert,
+            version: match settings.protocol {
+                Protocol::V311 => mqtt::Version::V311,
+                Protocol::V5 => mqtt::Version::V5,
+            },
             qos: settings.qos as u8,
             retain: settings.retain,
             keep_alive: Duration::from_secs(settings.keep_alive.into()),

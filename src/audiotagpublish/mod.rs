@@ -14,7 +14,7 @@ glib::wrapper! {
      * @see_also: audiotagger
      *
      * `audiotagpublish` sends what an `audiotagger` before it found (its watched groups' starts
-     * and stops, and optionally every window's tags) out of the process: to an MQTT 3.1.1
+     * and stops, and optionally every window's tags) out of the process: to an MQTT 3.1.1 or 5
      * broker, to a JSON-lines file, or both. Audio passes through untouched.
      *
      * It reads the results `audiotagger` sends downstream in-band (custom downstream events
@@ -55,8 +55,20 @@ pub enum What {
     All = 1,
 }
 
+/// The MQTT version `audiotagpublish` speaks; the values are the protocol levels on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAudioTagPublishProtocol")]
+pub enum Protocol {
+    #[enum_value(name = "MQTT 3.1.1, which every broker speaks", nick = "3.1.1")]
+    V311 = 4,
+    #[enum_value(name = "MQTT 5", nick = "5")]
+    V5 = 5,
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     What::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    Protocol::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "audiotagpublish",

@@ -14,12 +14,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
-    Packet, QoS, TlsConfiguration, Transport,
-};
-
 use super::outbox::{Message, Outbox, Pushed};
+pub use super::protocol::Version;
+use super::protocol::{Client, Ended, EventLoop, Happened, Options, Settings};
 
 /// Messages on the wire at once per connection: below the client's own in-flight limit (100),
 /// so its packet ids never collide and it writes them in the order they were handed over.
@@ -41,6 +38,7 @@ pub struct BrokerConfig {
     pub ca_file: Option<PathBuf>,
     /// PEM files of a client certificate and its PKCS#8 key.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub version: Version,
     /// 0 or 1.
     pub qos: u8,
     pub retain: bool,
@@ -120,10 +118,7 @@ impl Publisher {
         on_status: impl Fn(Status) + Send + 'static,
     ) -> Result<Publisher, String> {
         let options = mqtt_options(&config)?;
-        let qos = match config.qos {
-            0 => QoS::AtMostOnce,
-            _ => QoS::AtLeastOnce,
-        };
+        let qos0 = config.qos == 0;
         let shared = Arc::new(Shared {
             outbox: Mutex::new(Outbox::new(config.capacity)),
             emptied: Condvar::new(),
@@ -139,7 +134,7 @@ impl Publisher {
         let thread = std::thread::Builder::new()
             .name("audiotagpublish-mqtt".into())
             .spawn(move || {
-                runtime.block_on(run(&thread_shared, options, qos, retain, &on_status));
+                runtime.block_on(run(&thread_shared, options, qos0, retain, &on_status));
                 // Whatever is left will not be sent: let a waiting flush go.
                 thread_shared.emptied.notify_all();
             })
@@ -214,26 +209,29 @@ impl Drop for Publisher {
     }
 }
 
-fn mqtt_options(config: &BrokerConfig) -> Result<MqttOptions, String> {
-    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
-    options
-        .set_keep_alive(config.keep_alive)
-        .set_clean_session(true)
-        .set_max_packet_size(1 << 20, 1 << 20);
-    if let Some((user, password)) = &config.credentials {
-        options.set_credentials(user, password);
-    }
-    if config.tls {
-        options.set_transport(Transport::tls_with_config(
-            TlsConfiguration::NativeConnector(tls_connector(config)?),
-        ));
+fn mqtt_options(config: &BrokerConfig) -> Result<Options, String> {
+    let tls = if config.tls {
+        Some(tls_connector(config)?)
     } else if config.ca_file.is_some() || config.client_cert.is_some() {
         return Err(format!(
             "TLS files are set but the broker URI is mqtt://{}:{}: use mqtts:// for TLS",
             config.host, config.port
         ));
-    }
-    Ok(options)
+    } else {
+        None
+    };
+    let settings = Settings {
+        client_id: &config.client_id,
+        host: &config.host,
+        port: config.port,
+        keep_alive: config.keep_alive,
+        credentials: config
+            .credentials
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_str())),
+        tls,
+    };
+    Ok(Options::new(config.version, settings))
 }
 
 fn tls_connector(config: &BrokerConfig) -> Result<native_tls::TlsConnector, String> {
@@ -266,57 +264,31 @@ fn tls_connector(config: &BrokerConfig) -> Result<native_tls::TlsConnector, Stri
         .map_err(|e| format!("cannot set up TLS: {e}"))
 }
 
-/// Why a connection ended: worth another try, or a refusal that another try will not change.
-fn classify(error: &ConnectionError) -> Status {
-    match error {
-        ConnectionError::ConnectionRefused(
-            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
-        ) => Status::Refused(
-            "the broker refused the credentials (not authorised): check username and password"
-                .into(),
-        ),
-        ConnectionError::ConnectionRefused(ConnectReturnCode::BadClientId) => {
-            Status::Refused("the broker refused the client id: set a different client-id".into())
-        }
-        ConnectionError::ConnectionRefused(ConnectReturnCode::RefusedProtocolVersion) => {
-            Status::Refused("the broker does not speak MQTT 3.1.1".into())
-        }
-        ConnectionError::Tls(rumqttc::TlsError::NativeTls(e)) => Status::Refused(format!(
-            "TLS with the broker failed ({e}): check tls-ca-file (the CA that signed the \
-             broker's certificate), that the broker's certificate names the host in the URI, \
-             and the client certificate"
-        )),
-        other => Status::Unreachable(other.to_string()),
-    }
-}
-
 async fn run(
     shared: &Shared,
-    options: MqttOptions,
-    qos: QoS,
+    options: Options,
+    qos0: bool,
     retain: bool,
     on_status: &(impl Fn(Status) + Send),
 ) {
     let mut down = false;
     while !shared.stopping.load(Ordering::SeqCst) {
-        let (client, eventloop) = AsyncClient::new(options.clone(), WINDOW + 8);
+        let (client, eventloop) = options.connect(WINDOW + 8);
         let ended = connection(
-            shared, &client, eventloop, qos, retain, on_status, &mut down,
+            shared, &client, eventloop, qos0, retain, on_status, &mut down,
         )
         .await;
         shared.outbox().disconnected();
-        let Err(error) = ended else {
-            return;
-        };
-        match classify(&error) {
-            Status::Refused(why) => {
+        match ended {
+            Ok(()) => return,
+            Err(Ended::Refused(why)) => {
                 on_status(Status::Refused(why));
                 return;
             }
-            status => {
+            Err(Ended::Lost(why)) => {
                 if !down {
                     down = true;
-                    on_status(status);
+                    on_status(Status::Unreachable(why));
                 }
             }
         }
@@ -330,18 +302,18 @@ async fn run(
 /// Runs one connection until it fails or the publisher stops (`Ok`).
 async fn connection(
     shared: &Shared,
-    client: &AsyncClient,
+    client: &Client,
     mut eventloop: EventLoop,
-    qos: QoS,
+    qos0: bool,
     retain: bool,
     on_status: &(impl Fn(Status) + Send),
     down: &mut bool,
-) -> Result<(), ConnectionError> {
+) -> Result<(), Ended> {
     let mut connected = false;
     let mut disconnecting = false;
     loop {
         if shared.stopping.load(Ordering::SeqCst) && !disconnecting {
-            if !connected || client.try_disconnect().is_err() {
+            if !connected || !client.try_disconnect() {
                 return Ok(());
             }
             disconnecting = true;
@@ -351,37 +323,34 @@ async fn connection(
             while let Some(m) = outbox.next_to_send(WINDOW) {
                 // The channel holds more than the window, so this is refused only when the
                 // event loop is gone, which its next poll reports.
-                if client
-                    .try_publish(m.topic.clone(), qos, retain, m.payload.clone())
-                    .is_err()
-                {
+                if !client.try_publish(&m.topic, qos0, retain, &m.payload) {
                     break;
                 }
             }
         }
         tokio::select! {
-            event = eventloop.poll() => match event? {
-                Event::Incoming(Packet::ConnAck(_)) => {
+            happened = eventloop.poll() => match happened? {
+                Happened::Connected => {
                     connected = true;
                     *down = false;
                     on_status(Status::Connected);
                 }
-                Event::Outgoing(Outgoing::Publish(pkid)) => {
+                Happened::Written(pkid) => {
                     let mut outbox = shared.outbox();
-                    outbox.written(pkid, qos == QoS::AtMostOnce);
+                    outbox.written(pkid, qos0);
                     if outbox.is_empty() {
                         shared.emptied.notify_all();
                     }
                 }
-                Event::Incoming(Packet::PubAck(ack)) => {
+                Happened::Acknowledged(pkid) => {
                     let mut outbox = shared.outbox();
-                    outbox.acknowledged(ack.pkid);
+                    outbox.acknowledged(pkid);
                     if outbox.is_empty() {
                         shared.emptied.notify_all();
                     }
                 }
-                Event::Outgoing(Outgoing::Disconnect) => return Ok(()),
-                _ => {}
+                Happened::Disconnected => return Ok(()),
+                Happened::Other => {}
             },
             _ = shared.wake.notified() => {}
             // A broker that has stopped reading must not hold up the element's stop.
