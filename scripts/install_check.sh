@@ -45,4 +45,11 @@ out=$(gst-launch-1.0 -m filesrc location="$clip" ! decodebin ! audioconvert ! au
 windows=$(grep -c 'audiotagger, window-index' <<<"$out" || true)
 [ "$windows" -gt 0 ] && grep -q 'labels=(string)< "Speech"\|labels=(string)< Speech' <<<"$out" \
   || { echo "the installed plugin did not tag $clip as speech:"; grep 'audiotagger,' <<<"$out" | head -3; exit 1; }
+
+# The publishing element ships in the same plugin and writes what the tagger found.
+jsonl="$stage/published.jsonl"
+gst-launch-1.0 -q filesrc location="$clip" ! decodebin ! audioconvert ! audiotagger watch=speech \
+  ! audiotagpublish location="$jsonl" ! fakesink \
+  && grep -q '"group":"speech"' "$jsonl" \
+  || { echo "the installed audiotagpublish did not write the speech event to $jsonl"; exit 1; }
 echo "installed plugin, models and ONNX Runtime in $stage; checkout's hidden; $windows windows of $clip tagged, Speech among them"
