@@ -207,13 +207,7 @@ fn a_broker_stopped_for_ten_seconds_mid_stream_loses_nothing_and_keeps_the_order
     let sub = Subscriber::start(broker.port, &[]);
     let file = dir.path("published.jsonl");
     common::init();
-    let long = common::shared_audio().join("long");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&long)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
-        .collect();
-    names.sort();
+    let names = common::long_files();
     let pipeline = gst::parse::launch(&format!(
         "filesrc location={} ! decodebin ! audioconvert ! audiotagger mode=live watch=speech,music \
          ! audiotagpublish broker=mqtt://127.0.0.1:{} publish=all location={} \

@@ -103,8 +103,6 @@ pub struct AudioTagPublish {
     state: Mutex<Option<State>>,
     /// The broker refused us (credentials, TLS): an error was posted; the stream stops.
     refused: Arc<AtomicBool>,
-    /// The broker is unreachable; set by the MQTT thread.
-    down: Arc<AtomicBool>,
 }
 
 #[glib::object_subclass]
@@ -375,7 +373,6 @@ impl BaseTransformImpl for AudioTagPublish {
         topic::validate(&settings.topic)
             .map_err(|why| gst::error_msg!(gst::ResourceError::Settings, ("Bad topic: {why}")))?;
         self.refused.store(false, Ordering::SeqCst);
-        self.down.store(false, Ordering::SeqCst);
         let file = match &settings.location {
             Some(path) => Some(
                 LineWriter::create(path, settings.append)
@@ -496,21 +493,20 @@ impl AudioTagPublish {
         };
         let element = self.obj().downgrade();
         let broker = settings.broker.clone();
-        let (refused, down) = (self.refused.clone(), self.down.clone());
+        let refused = self.refused.clone();
         Publisher::start(config, move |status| {
             let Some(element) = element.upgrade() else {
                 return;
             };
             match status {
-                Status::Connected => {
-                    if down.swap(false, Ordering::SeqCst) {
+                Status::Connected { after_outage } => {
+                    if after_outage {
                         gst::info!(CAT, obj = element, "broker {broker} is back");
                     } else {
                         gst::debug!(CAT, obj = element, "connected to {broker}");
                     }
                 }
                 Status::Unreachable(why) => {
-                    down.store(true, Ordering::SeqCst);
                     gst::element_warning!(
                         element,
                         gst::ResourceError::OpenWrite,

@@ -82,7 +82,8 @@ pub fn parse_uri(uri: &str) -> Result<(String, u16, bool), String> {
 /// What the connection thread tells its owner.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
-    Connected,
+    /// Connected; `after_outage` when an [`Status::Unreachable`] came before.
+    Connected { after_outage: bool },
     /// The broker cannot be reached now; messages are held and it is tried again.
     Unreachable(String),
     /// The broker or TLS refused this configuration; the thread has stopped.
@@ -332,8 +333,7 @@ async fn connection(
             happened = eventloop.poll() => match happened? {
                 Happened::Connected => {
                     connected = true;
-                    *down = false;
-                    on_status(Status::Connected);
+                    on_status(Status::Connected { after_outage: std::mem::take(down) });
                 }
                 Happened::Written(pkid) => {
                     let mut outbox = shared.outbox();

@@ -202,6 +202,14 @@ pub fn decode_f32(path: &Path, rate: i32, channels: i32) -> Vec<f32> {
 /// Every recording in ../shared/audio/long (16 min of speech and music), in name order, decoded
 /// to mono at `rate` and concatenated.
 pub fn long_recordings(rate: i32) -> Vec<f32> {
+    long_files()
+        .iter()
+        .flat_map(|f| decode_f32(f, rate, 1))
+        .collect()
+}
+
+/// The WAV files of ../shared/audio/long, in name order.
+pub fn long_files() -> Vec<PathBuf> {
     let dir = shared_audio().join("long");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -209,7 +217,7 @@ pub fn long_recordings(rate: i32) -> Vec<f32> {
         .filter(|p| p.extension().is_some_and(|e| e == "wav"))
         .collect();
     files.sort();
-    files.iter().flat_map(|f| decode_f32(f, rate, 1)).collect()
+    files
 }
 
 /// YAMNet's 521 display names, in class order, from ../shared/models/yamnet_class_map.csv.
