@@ -4,13 +4,18 @@
 //! Each benchmark processes 10 s of audio, so the real-time factor is 10 s / the reported time
 //! (criterion's "thrpt" is in input frames per second). Inputs: a real LibriSpeech recording
 //! from ../shared/audio at its native 16 kHz when present, else noise; 48 kHz stereo is a
-//! noisy tone mix, since the resampler's cost does not depend on content.
+//! noisy tone mix, since the resampler's cost does not depend on content. The 32 kHz front-ends
+//! (EfficientAT's, PANNs') hear the same speech read as 32 kHz, 10 s of it: their cost does not
+//! depend on content either.
 
 use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gstaudiotagger::frontend::{Frontend, FrontendConfig, Sample, StreamResampler, downmix};
+use gstaudiotagger::frontend::mel::{BandNorm, LogKind, MelScale, WindowKind};
+use gstaudiotagger::frontend::{
+    Frontend, FrontendConfig, InputKind, MelParams, Sample, StreamResampler, downmix,
+};
 
 const SECONDS: usize = 10;
 
@@ -44,8 +49,45 @@ fn speech_16k() -> Vec<f32> {
     real.iter().copied().cycle().take(16000 * SECONDS).collect()
 }
 
+/// 1 s windows every 0.5 s at 32 kHz with the given log-mel.
+fn config_32k(mel: MelParams) -> FrontendConfig {
+    FrontendConfig {
+        sample_rate: 32000,
+        window_samples: 32000,
+        hop_samples: 16000,
+        input: InputKind::LogMel(mel),
+    }
+}
+
+/// PANNs' CNN14 front-end (librosa: periodic Hann 1024, power, Slaney mel 64 bands 50-14000 Hz
+/// with Slaney norm, `power_to_db`).
+fn panns() -> MelParams {
+    MelParams {
+        window: WindowKind::HannPeriodic,
+        frame_length: 1024,
+        spectrum: gstaudiotagger::frontend::mel::Spectrum::Power,
+        scale: MelScale::Slaney,
+        norm: BandNorm::Slaney,
+        bands: 64,
+        fmin: 50.0,
+        fmax: 14000.0,
+        log: LogKind::Db,
+        log_offset: 0.0,
+        log_floor: 1e-10,
+        preemphasis: 0.0,
+        mean: 0.0,
+        std: 1.0,
+        layout: "frames,bands".parse().unwrap(),
+        ..MelParams::efficientat()
+    }
+}
+
 fn run_frontend<S: Sample>(input: &[S], rate: u32, channels: usize) -> usize {
-    let mut f = Frontend::new(FrontendConfig::yamnet(), rate, channels).unwrap();
+    run_config(FrontendConfig::yamnet(), input, rate, channels)
+}
+
+fn run_config<S: Sample>(config: FrontendConfig, input: &[S], rate: u32, channels: usize) -> usize {
+    let mut f = Frontend::new(config, rate, channels).unwrap();
     let mut out = Vec::new();
     for chunk in input.chunks(1024 * channels) {
         f.push(chunk, &mut out);
@@ -66,6 +108,16 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements((16000 * SECONDS) as u64));
     g.bench_function("log_mel_16k_mono", |b| {
         b.iter(|| black_box(run_frontend(&speech, 16000, 1)))
+    });
+    let speech_32k: Vec<f32> = speech.iter().chain(&speech).copied().collect();
+    g.throughput(Throughput::Elements((32000 * SECONDS) as u64));
+    g.bench_function("log_mel_efficientat_32k_mono", |b| {
+        let config = config_32k(MelParams::efficientat());
+        b.iter(|| black_box(run_config(config.clone(), &speech_32k, 32000, 1)))
+    });
+    g.bench_function("log_mel_panns_32k_mono", |b| {
+        let config = config_32k(panns());
+        b.iter(|| black_box(run_config(config.clone(), &speech_32k, 32000, 1)))
     });
     g.throughput(Throughput::Elements((48000 * SECONDS) as u64));
     g.bench_function("resample_48k_stereo", |b| {

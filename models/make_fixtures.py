@@ -9,7 +9,12 @@ noise, tones and silence) it writes, as raw little-endian float32:
   NAME.logmel.f32   [frames, 64] YAMNet's published float log-mel (numpy, float64, rounded once)
   NAME.scores.f32   [windows, 521] yamnet.onnx on those log-mel patches (hop 48 frames)
 and index.json describing them, with the official TF-Lite model's top-1 class per window and the
-TF-Lite mel matrix's int8 codes and scale. Nothing here is computed by the Rust code under test.
+TF-Lite mel matrix's int8 codes and scale.
+
+For the descriptor-driven front-ends (EfficientAT's, librosa/PANNs-style) it writes frontends.json:
+per case, the `audiotagger.*` descriptor keys, a real clip at the model rate (NAME.wav.f32) and the
+reference features of that clip alone (NAME.features.f32, [frames, bands], models/frontend_reference.py).
+Nothing here is computed by the Rust code under test.
 """
 from __future__ import annotations
 
@@ -22,7 +27,65 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import convert_yamnet  # noqa: E402
+import frontend_reference  # noqa: E402
 import yamnet_reference as ref  # noqa: E402
+
+EFFICIENTAT_KEYS = {
+    "mel.preemphasis": "0.97", "mel.center": "reflect", "mel.window": "hann_symmetric",
+    "mel.frame_length": "800", "mel.frame_hop": "320", "mel.fft_length": "1024", "mel.spectrum": "power",
+    "mel.scale": "kaldi", "mel.bands": "128", "mel.fmin": "0", "mel.fmax": "15000", "mel.log": "ln",
+    "mel.log_offset": "1e-5", "mel.normalize_mean": "-4.5", "mel.normalize_std": "5",
+    "mel.layout": "frames,bands",
+}
+PANNS_KEYS = {
+    "mel.center": "reflect", "mel.window": "hann_periodic", "mel.frame_length": "1024",
+    "mel.frame_hop": "320", "mel.fft_length": "1024", "mel.spectrum": "power", "mel.scale": "slaney",
+    "mel.norm": "slaney", "mel.bands": "64", "mel.fmin": "50", "mel.fmax": "14000", "mel.log": "db",
+    "mel.log_floor": "1e-10",
+}
+LIBROSA_KEYS = {
+    "mel.center": "zeros", "mel.window": "hamming_periodic", "mel.frame_length": "400",
+    "mel.frame_hop": "160", "mel.fft_length": "512", "mel.spectrum": "magnitude", "mel.scale": "slaney",
+    "mel.bands": "40", "mel.fmin": "20", "mel.fmax": "8000", "mel.log": "log10", "mel.log_offset": "1e-6",
+    "mel.top_db": "6",
+}
+# (case, rate, keys, reference, clip, seconds from, seconds long)
+FRONTEND_CASES = [
+    ("efficientat_gunshot", 32000, EFFICIENTAT_KEYS, lambda x: frontend_reference.efficientat(x),
+     "gunshot__freesound__1", 0.0, 1.0),
+    ("efficientat_speech", 32000, EFFICIENTAT_KEYS, lambda x: frontend_reference.efficientat(x),
+     "speech__librispeech__1", 0.5, 2.51),
+    ("efficientat_glass", 32000, EFFICIENTAT_KEYS, lambda x: frontend_reference.efficientat(x),
+     "glass_breaking__infineon__2", 0.0, 0.3),
+    ("panns_music", 32000, PANNS_KEYS, lambda x: frontend_reference.librosa_logmel(
+        x, 32000, 1024, 1024, 320, "hann_periodic", "reflect", 64, 50, 14000, "slaney", "power", "db",
+        0.0, 1e-10, None), "music__freesound__1", 1.0, 3.0),
+    ("panns_silence", 32000, PANNS_KEYS, lambda x: frontend_reference.librosa_logmel(
+        x, 32000, 1024, 1024, 320, "hann_periodic", "reflect", 64, 50, 14000, "slaney", "power", "db",
+        0.0, 1e-10, None), "silence__asterisk__1", 0.0, 1.0),
+    ("librosa_dog", 16000, LIBROSA_KEYS, lambda x: frontend_reference.librosa_logmel(
+        x, 16000, 512, 400, 160, "hamming_periodic", "zeros", 40, 20, 8000, None, "magnitude", "log10",
+        1e-6, 0.0, 6.0), "dog__bigsoundbank__1", 0.0, 2.0),
+]
+
+
+def write_frontend_cases(output: Path) -> None:
+    import soxr
+
+    cases = []
+    for name, rate, keys, reference, stem, start, seconds in FRONTEND_CASES:
+        wav, source_rate = ref.load_wav(ref.SHARED / "audio" / f"{stem}.wav")
+        mono = wav.mean(axis=1)
+        if source_rate != rate:
+            mono = soxr.resample(mono, source_rate, rate, quality="VHQ")
+        x = np.ascontiguousarray(mono[int(start * rate):int((start + seconds) * rate)], np.float32)
+        features = reference(x.astype(np.float64))
+        x.astype("<f4").tofile(output / f"{name}.wav.f32")
+        features.astype("<f4").tofile(output / f"{name}.features.f32")
+        cases.append(dict(name=name, clip=stem, samples=int(x.size), frames=int(features.shape[0]),
+                          bands=int(features.shape[1]),
+                          keys={"sample_rate": str(rate), **keys}))
+    (output / "frontends.json").write_text(json.dumps(dict(cases=cases), indent=1))
 
 # Real clips chosen to span rates (8, 11.025, 16, 22.05, 44.1, 48 kHz), channel counts and kinds.
 CLIPS = [
@@ -74,6 +137,7 @@ def main() -> int:
         tflite_mel_codes=codes.astype(int).tolist(), signals=entries,
     )
     (args.output / "index.json").write_text(json.dumps(index))
+    write_frontend_cases(args.output)
     print(f"wrote {len(entries)} fixtures to {args.output}")
     return 0
 

@@ -82,7 +82,8 @@ if [ -d "$shared/train" ] && { [ ! -s "$heads" ] || [ models/yamnet.onnx -nt "$h
 fi
 fixtures=tests/fixtures/generated/index.json
 if [ -d "$shared/audio" ] && { [ ! -s "$fixtures" ] || [ models/yamnet.onnx -nt "$fixtures" ] \
-   || [ models/make_fixtures.py -nt "$fixtures" ] || [ models/yamnet_reference.py -nt "$fixtures" ]; }; then
+   || [ models/make_fixtures.py -nt "$fixtures" ] || [ models/yamnet_reference.py -nt "$fixtures" ] \
+   || [ models/frontend_reference.py -nt "$fixtures" ]; }; then
   log "generating reference fixtures in tests/fixtures/generated"
   .venv/bin/python models/make_fixtures.py --model models/yamnet.onnx -o tests/fixtures/generated
 fi

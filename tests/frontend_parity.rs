@@ -205,3 +205,152 @@ fn top1_agrees_with_tflite_on_real_recordings_through_the_rust_resampler() {
         "top-1 agreement with TF-Lite {agreement}"
     );
 }
+
+/// The descriptor-driven front-ends (EfficientAT's, PANNs', a librosa one) against
+/// models/frontend_reference.py, which re-implements each from its own code in float64.
+struct FrontendCase {
+    name: String,
+    samples: Vec<f32>,
+    reference: Vec<f32>,
+    frames: usize,
+    bands: usize,
+    keys: std::collections::HashMap<String, String>,
+}
+
+fn frontend_cases() -> Vec<FrontendCase> {
+    let path = fixtures().join("frontends.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `bash scripts/setup.sh` to generate the fixtures",
+            path.display()
+        )
+    });
+    let index: Value = serde_json::from_str(&text).unwrap();
+    index["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let name = c["name"].as_str().unwrap().to_string();
+            let keys = c["keys"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect();
+            FrontendCase {
+                samples: read_f32(&format!("{name}.wav.f32")),
+                reference: read_f32(&format!("{name}.features.f32")),
+                frames: c["frames"].as_u64().unwrap() as usize,
+                bands: c["bands"].as_u64().unwrap() as usize,
+                name,
+                keys,
+            }
+        })
+        .collect()
+}
+
+/// The front-end a descriptor with `keys` gives, windows of `window` samples every `hop`.
+fn described_frontend(
+    keys: &std::collections::HashMap<String, String>,
+    window: usize,
+    hop: usize,
+) -> FrontendConfig {
+    let mut props: std::collections::HashMap<String, String> = keys
+        .iter()
+        .map(|(k, v)| (format!("audiotagger.{k}"), v.clone()))
+        .collect();
+    for (k, v) in [
+        ("descriptor_version", "1".to_string()),
+        ("input_kind", "log_mel".into()),
+        ("num_classes", "1".into()),
+        ("window_samples", window.to_string()),
+        ("hop_samples", hop.to_string()),
+    ] {
+        props.insert(format!("audiotagger.{k}"), v);
+    }
+    model::ModelDescriptor::from_props(&props)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .frontend
+}
+
+fn stream(config: FrontendConfig, samples: &[f32], block: usize) -> Vec<Window> {
+    let mut f = Frontend::new(config.clone(), config.sample_rate, 1).unwrap();
+    let mut out = Vec::new();
+    for chunk in samples.chunks(block) {
+        f.push(chunk, &mut out);
+    }
+    f.finish(&mut out);
+    out
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn descriptor_front_ends_match_their_reference_implementations() {
+    let cases = frontend_cases();
+    assert!(cases.len() >= 6);
+    for case in &cases {
+        // One window that is the whole clip: the reference's own setting.
+        let hop = case.keys["mel.frame_hop"].parse::<usize>().unwrap();
+        let config = described_frontend(&case.keys, case.samples.len(), hop);
+        assert_eq!(config.feature_shape(), vec![case.frames, case.bands]);
+        for block in [317, 1 << 20] {
+            let windows = stream(config.clone(), &case.samples, block);
+            assert_eq!(windows.len(), 1, "{}", case.name);
+            let err = max_difference(&windows[0].features, &case.reference);
+            eprintln!("{}: max |Rust - reference| = {err:.2e}", case.name);
+            assert!(err <= 1e-4, "{}: {err}", case.name);
+        }
+    }
+}
+
+#[test]
+fn windows_inside_a_stream_share_the_whole_clips_frames() {
+    // A frame is computed once for the stream, centred where the clip alone would centre it:
+    // each window of 1 s every 0.5 s holds the whole clip's frames from its start, bar the
+    // frames whose reach passes the clip's end, which the clip alone reflects.
+    let case = frontend_cases()
+        .into_iter()
+        .find(|c| c.name == "efficientat_speech")
+        .unwrap();
+    let config = described_frontend(&case.keys, 32000, 16000);
+    let per_window = config.frames_per_window().unwrap();
+    assert_eq!(per_window, 100);
+    let windows = stream(config, &case.samples, 1000);
+    let full = windows.iter().filter(|w| w.valid_samples == 32000).count();
+    assert_eq!(full, 4, "windows at 0, 0.5, 1 and 1.5 s");
+    for w in &windows[..full] {
+        let first = w.start as usize / 320;
+        let reach_end = (first + per_window - 1) * 320 + 400 + 1;
+        if reach_end > case.samples.len() {
+            continue;
+        }
+        let want = &case.reference[first * case.bands..(first + per_window) * case.bands];
+        let err = max_difference(&w.features, want);
+        assert!(err <= 1e-4, "window at {}: {err}", w.start);
+    }
+}
+
+#[test]
+fn bands_first_layouts_transpose_the_features() {
+    let case = &frontend_cases()[0];
+    let mut keys = case.keys.clone();
+    keys.insert("mel.layout".into(), "1,bands,frames".into());
+    let config = described_frontend(&keys, case.samples.len(), 320);
+    assert_eq!(config.feature_shape(), vec![1, case.bands, case.frames]);
+    let w = stream(config, &case.samples, 4096);
+    for f in 0..case.frames {
+        for b in 0..case.bands {
+            let got = w[0].features[b * case.frames + f];
+            let want = case.reference[f * case.bands + b];
+            assert!((got - want).abs() <= 1e-4, "frame {f} band {b}");
+        }
+    }
+}

@@ -1,23 +1,175 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! YAMNet/VGGish log-mel frames: periodic-Hann frames, real FFT magnitude, HTK mel, log.
+//! Log-mel frames as a model's descriptor declares them: the window, spectrum, filterbank, log
+//! and normalisation of YAMNet, EfficientAT, PANNs and the like are values here, not code paths.
 
 use std::sync::Arc;
 
 use rustfft::num_complex::Complex64;
 use rustfft::{Fft, FftPlanner};
 
-/// The log-mel parameters a model declares in its descriptor.
+use super::mel_bank;
+
+macro_rules! named_values {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
+
+        impl $name {
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $($text => Ok(Self::$variant),)+ _ => Err(()) }
+            }
+        }
+    };
+}
+
+named_values! {
+    /// The analysis window, `frame_length` samples long.
+    WindowKind {
+        /// `0.5 - 0.5 cos(2πn/N)`: TensorFlow's and scipy's `hann`, torch's default.
+        HannPeriodic = "hann_periodic",
+        /// `0.5 - 0.5 cos(2πn/(N-1))`: torch's `periodic=False`.
+        HannSymmetric = "hann_symmetric",
+        HammingPeriodic = "hamming_periodic",
+        HammingSymmetric = "hamming_symmetric",
+    }
+}
+
+named_values! {
+    /// What each FFT bin contributes to the bands.
+    Spectrum { Magnitude = "magnitude", Power = "power" }
+}
+
+named_values! {
+    /// Which filterbank: see [`mel_bank::weights`].
+    MelScale { Htk = "htk", Kaldi = "kaldi", Slaney = "slaney" }
+}
+
+named_values! {
+    /// Band weights as computed, or divided by half the band's width in Hz (librosa's default).
+    BandNorm { None = "none", Slaney = "slaney" }
+}
+
+named_values! {
+    /// The log taken of `max(band + log_offset, log_floor)`; `db` is `10·log10`.
+    LogKind { Ln = "ln", Log10 = "log10", Db = "db" }
+}
+
+named_values! {
+    /// Where frames sit: starting at multiples of the frame hop, or centred on them with the
+    /// stream's start and end padded by reflection or silence (librosa's and torch's `center`).
+    Centre { None = "none", Reflect = "reflect", Zeros = "zeros" }
+}
+
+/// The axes of one window's input tensor after the batch axis: `frames` and `bands` once each,
+/// and any number of axes of size 1, written `"1,bands,frames"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout(Vec<Axis>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    Frames,
+    Bands,
+    One,
+}
+
+impl Layout {
+    pub fn frames_bands() -> Self {
+        Self(vec![Axis::Frames, Axis::Bands])
+    }
+
+    /// Whether bands vary slowest, so features are stored band after band.
+    pub fn bands_first(&self) -> bool {
+        let at = |a| self.0.iter().position(|&x| x == a);
+        at(Axis::Bands) < at(Axis::Frames)
+    }
+
+    pub fn shape(&self, frames: usize, bands: usize) -> Vec<usize> {
+        self.0
+            .iter()
+            .map(|a| match a {
+                Axis::Frames => frames,
+                Axis::Bands => bands,
+                Axis::One => 1,
+            })
+            .collect()
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let axes = s
+            .split(',')
+            .map(|t| match t.trim() {
+                "frames" => Ok(Axis::Frames),
+                "bands" => Ok(Axis::Bands),
+                "1" => Ok(Axis::One),
+                other => Err(format!("axis {other:?} (frames, bands or 1)")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let count = |a| axes.iter().filter(|&&x| x == a).count();
+        if count(Axis::Frames) != 1 || count(Axis::Bands) != 1 {
+            return Err("the layout must name `frames` and `bands` once each".into());
+        }
+        Ok(Self(axes))
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self
+            .0
+            .iter()
+            .map(|a| match a {
+                Axis::Frames => "frames",
+                Axis::Bands => "bands",
+                Axis::One => "1",
+            })
+            .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// The log-mel front-end a model declares in its descriptor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MelParams {
     pub sample_rate: u32,
+    /// `y[n] = x[n+1] - c·x[n]` before framing (EfficientAT's, one sample shorter); 0 for none.
+    pub preemphasis: f64,
+    pub centre: Centre,
+    pub window: WindowKind,
+    /// The window's length; the frame is zero-padded to `fft_length`.
     pub frame_length: usize,
     pub frame_hop: usize,
     pub fft_length: usize,
+    pub spectrum: Spectrum,
+    pub scale: MelScale,
+    pub norm: BandNorm,
     pub bands: usize,
     pub fmin: f64,
     pub fmax: f64,
+    pub log: LogKind,
     pub log_offset: f64,
+    pub log_floor: f64,
+    /// Per window, values more than this below the window's largest are raised to it, in the
+    /// log's own units (torchaudio's and librosa's `top_db`).
+    pub top_db: Option<f64>,
+    /// Features are `(log - mean) / std`.
+    pub mean: f64,
+    pub std: f64,
+    pub layout: Layout,
 }
 
 impl MelParams {
@@ -25,13 +177,75 @@ impl MelParams {
     pub fn yamnet() -> Self {
         Self {
             sample_rate: 16000,
+            preemphasis: 0.0,
+            centre: Centre::None,
+            window: WindowKind::HannPeriodic,
             frame_length: 400,
             frame_hop: 160,
             fft_length: 512,
+            spectrum: Spectrum::Magnitude,
+            scale: MelScale::Htk,
+            norm: BandNorm::None,
             bands: 64,
             fmin: 125.0,
             fmax: 7500.0,
+            log: LogKind::Ln,
             log_offset: 0.001,
+            log_floor: 0.0,
+            top_db: None,
+            mean: 0.0,
+            std: 1.0,
+            layout: Layout::frames_bands(),
+        }
+    }
+
+    /// EfficientAT's `AugmentMelSTFT` in eval mode (`models/preprocess.py`), 128 bands.
+    pub fn efficientat() -> Self {
+        Self {
+            sample_rate: 32000,
+            preemphasis: 0.97,
+            centre: Centre::Reflect,
+            window: WindowKind::HannSymmetric,
+            frame_length: 800,
+            frame_hop: 320,
+            fft_length: 1024,
+            spectrum: Spectrum::Power,
+            scale: MelScale::Kaldi,
+            norm: BandNorm::None,
+            bands: 128,
+            fmin: 0.0,
+            fmax: 15000.0,
+            log: LogKind::Ln,
+            log_offset: 1e-5,
+            log_floor: 0.0,
+            top_db: None,
+            mean: -4.5,
+            std: 5.0,
+            layout: "1,bands,frames".parse().expect("a valid layout"),
+        }
+    }
+
+    /// Samples the pre-emphasis takes off the signal's end.
+    pub fn preemphasis_delay(&self) -> usize {
+        usize::from(self.preemphasis != 0.0)
+    }
+
+    /// Samples of the signal before a frame's centre that its window covers.
+    pub fn samples_before_centre(&self) -> usize {
+        match self.centre {
+            Centre::None => 0,
+            // torch centres the window in the FFT frame and the FFT frame on the hop.
+            _ => self.fft_length / 2 - (self.fft_length - self.frame_length) / 2,
+        }
+    }
+
+    /// Frames in a clip of `samples` samples, as the reference computes them for the clip alone.
+    pub fn frames_in(&self, samples: usize) -> usize {
+        let signal = samples.saturating_sub(self.preemphasis_delay());
+        match self.centre {
+            Centre::None if signal < self.frame_length => 0,
+            Centre::None => (signal - self.frame_length) / self.frame_hop + 1,
+            _ => signal / self.frame_hop + 1,
         }
     }
 
@@ -55,15 +269,63 @@ impl MelParams {
                 self.fmin, self.fmax
             ));
         }
-        if !(self.log_offset > 0.0 && self.log_offset.is_finite()) {
-            return Err(format!("log offset {} must be positive", self.log_offset));
+        let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !(finite_non_negative(self.log_offset)
+            && finite_non_negative(self.log_floor)
+            && self.log_offset.max(self.log_floor) >= f32::MIN_POSITIVE as f64)
+        {
+            return Err(format!(
+                "log offset {} and log floor {}: one must be positive (the log of a silent band \
+                 would be minus infinity)",
+                self.log_offset, self.log_floor
+            ));
+        }
+        if !(self.preemphasis.is_finite() && self.preemphasis.abs() < 1.0) {
+            return Err(format!(
+                "pre-emphasis {} must be in (-1, 1)",
+                self.preemphasis
+            ));
+        }
+        if !(self.std.is_finite() && self.std > 0.0 && self.mean.is_finite()) {
+            return Err(format!(
+                "normalisation mean {} and std {} must be finite, std positive",
+                self.mean, self.std
+            ));
+        }
+        if self.top_db.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
+            return Err(format!("top_db {:?} must be positive", self.top_db));
         }
         Ok(())
     }
-}
 
-fn hz_to_mel(f: f64) -> f64 {
-    1127.0 * (f / 700.0).ln_1p()
+    /// The shape of one window's input, without the batch axis.
+    pub fn shape(&self, frames: usize) -> Vec<usize> {
+        self.layout.shape(frames, self.bands)
+    }
+
+    /// Appends one window's features, made from its log-mel `frames` (frame after frame,
+    /// `bands` values each): the per-window floor, the normalisation and the model's axis order.
+    pub fn window_features(&self, frames: &[f32], out: &mut Vec<f32>) {
+        let start = out.len();
+        if self.layout.bands_first() {
+            let count = frames.len() / self.bands;
+            out.reserve(frames.len());
+            for band in 0..self.bands {
+                out.extend((0..count).map(|f| frames[f * self.bands + band]));
+            }
+        } else {
+            out.extend_from_slice(frames);
+        }
+        let values = &mut out[start..];
+        if let Some(top_db) = self.top_db {
+            let floor = values.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) - top_db as f32;
+            values.iter_mut().for_each(|v| *v = v.max(floor));
+        }
+        if self.mean != 0.0 || self.std != 1.0 {
+            let (mean, std) = (self.mean as f32, self.std as f32);
+            values.iter_mut().for_each(|v| *v = (*v - mean) / std);
+        }
+    }
 }
 
 /// One mel band: the weights of a contiguous run of FFT bins (the rest are zero).
@@ -73,30 +335,10 @@ struct Band {
     weights: Vec<f32>,
 }
 
-/// `tf.signal.linear_to_mel_weight_matrix`: HTK triangles in the mel domain over bin centres
-/// `linspace(0, sr/2, fft/2+1)`, DC bin zeroed, no area normalisation. Computed in f64.
 fn mel_bands(p: &MelParams) -> Vec<Band> {
-    let bins = p.fft_length / 2 + 1;
-    let nyquist = p.sample_rate as f64 / 2.0;
-    let bin_mel: Vec<f64> = (0..bins)
-        .map(|k| hz_to_mel(nyquist * k as f64 / (bins - 1) as f64))
-        .collect();
-    let (lo, hi) = (hz_to_mel(p.fmin), hz_to_mel(p.fmax));
-    let edge = |i: usize| lo + (hi - lo) * i as f64 / (p.bands + 1) as f64;
-    (0..p.bands)
-        .map(|b| {
-            let (l, c, u) = (edge(b), edge(b + 1), edge(b + 2));
-            let w: Vec<f64> = bin_mel
-                .iter()
-                .enumerate()
-                .map(|(k, &m)| {
-                    if k == 0 {
-                        0.0
-                    } else {
-                        ((m - l) / (c - l)).min((u - m) / (u - c)).max(0.0)
-                    }
-                })
-                .collect();
+    mel_bank::weights(p)
+        .into_iter()
+        .map(|w| {
             let first = w.iter().position(|&x| x > 0.0).unwrap_or(0);
             let last = w.iter().rposition(|&x| x > 0.0).map_or(first, |i| i + 1);
             Band {
@@ -178,8 +420,17 @@ impl LogMel {
     pub fn new(params: MelParams) -> Result<Self, String> {
         params.validate()?;
         let n = params.frame_length;
+        let (a0, period) = match params.window {
+            WindowKind::HannPeriodic => (0.5, n),
+            WindowKind::HannSymmetric => (0.5, n - 1),
+            WindowKind::HammingPeriodic => (0.54, n),
+            WindowKind::HammingSymmetric => (0.54, n - 1),
+        };
         let window = (0..n)
-            .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos())
+            .map(|i| {
+                let phase = 2.0 * std::f64::consts::PI * i as f64 / period.max(1) as f64;
+                a0 - (1.0 - a0) * phase.cos()
+            })
             .collect();
         let half = params.fft_length / 2;
         let fft = FftPlanner::<f64>::new().plan_fft_forward(half);
@@ -249,7 +500,8 @@ impl LogMel {
         }
         self.fft
             .process_with_scratch(&mut self.packed, &mut self.scratch);
-        untangle_magnitudes(&self.packed, &self.twiddles, &mut self.magnitude);
+        let power = self.params.spectrum == Spectrum::Power;
+        untangle_spectrum(&self.packed, &self.twiddles, power, &mut self.magnitude);
         let offset = self.params.log_offset as f32;
         for (o, block) in out.chunks_mut(MEL_LANES).zip(&self.mel) {
             // Two sums over alternate bins halve the chain of dependent additions.
@@ -271,17 +523,26 @@ impl LogMel {
                 *o = (even[lane] + odd[lane]) + offset;
             }
         }
+        let floor = self.params.log_floor as f32;
+        let scale = match self.params.log {
+            LogKind::Ln => 1.0,
+            LogKind::Log10 => std::f32::consts::LOG10_E,
+            LogKind::Db => 10.0 * std::f32::consts::LOG10_E,
+        };
+        // One loop for every log kind: the floor (0 where none) and the scale (1 for ln) leave
+        // the other kinds' values bit for bit as they are.
         for o in out.iter_mut() {
-            *o = ln(*o);
+            *o = ln(o.max(floor)) * scale;
         }
     }
 }
 
-/// Magnitudes |X[k]|, k in 0..=N/2, of the real N-point FFT X whose even and odd samples were
-/// packed into `z`, the N/2-point complex FFT: with E and O the even and odd samples' FFTs,
-/// E[k] = (Z[k] + conj Z[N/2-k]) / 2, O[k] = (Z[k] - conj Z[N/2-k]) / 2i, X[k] = E[k] + W^k O[k].
+/// Magnitudes |X[k]| (or powers |X[k]|²), k in 0..=N/2, of the real N-point FFT X whose even
+/// and odd samples were packed into `z`, the N/2-point complex FFT: with E and O the even and
+/// odd samples' FFTs, E[k] = (Z[k] + conj Z[N/2-k]) / 2, O[k] = (Z[k] - conj Z[N/2-k]) / 2i,
+/// X[k] = E[k] + W^k O[k].
 #[inline(always)]
-fn untangle_magnitudes(z: &[Complex64], twiddles: &[Complex64], magnitude: &mut [f32]) {
+fn untangle_spectrum(z: &[Complex64], twiddles: &[Complex64], power: bool, magnitude: &mut [f32]) {
     let half = z.len();
     // Not `norm()`: its overflow-safe hypot took two thirds of the front-end's time, and
     // squares of an f64 spectrum of [-1, 1] samples cannot overflow. The power is exact
@@ -305,15 +566,18 @@ fn untangle_magnitudes(z: &[Complex64], twiddles: &[Complex64], magnitude: &mut 
     }
     // Square roots in a pass of their own: inside the loop above they ran four lanes wide
     // (the f64 width) and the loop waited on them; here they run eight wide.
+    if power {
+        return;
+    }
     for m in magnitude.iter_mut() {
         *m = m.sqrt();
     }
 }
 
-/// Natural log of a positive normal float (band energies are at least the log offset), branch-free
+/// Natural log of a positive normal float (band energies are at least the log offset or floor), branch-free
 /// so a frame's bands vectorise: libm's `log` was a quarter of the front-end's time. Cephes'
 /// `logf` polynomial, within about 1 ulp; subnormals, zero and NaN are not handled.
-#[inline]
+#[inline(always)]
 fn ln(x: f32) -> f32 {
     const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
     let bits = x.to_bits();
@@ -390,6 +654,7 @@ mod tests {
         let loudest = (0..64).max_by(|&a, &b| out[a].total_cmp(&out[b])).unwrap();
         // Band centres are linspace(mel(125), mel(7500), 66)[1..65]; 1 kHz falls in band ~17.
         let centre = |b: usize| {
+            let hz_to_mel = |f: f64| 1127.0 * (f / 700.0).ln_1p();
             let (lo, hi) = (hz_to_mel(125.0), hz_to_mel(7500.0));
             700.0 * (((lo + (hi - lo) * (b + 1) as f64 / 65.0) / 1127.0).exp() - 1.0)
         };

@@ -11,10 +11,13 @@
 pub mod downmix;
 pub mod fft_resampler;
 pub mod mel;
+pub mod mel_bank;
+mod mel_input;
 pub mod resample;
 
 pub use downmix::Sample;
 pub use mel::{LogMel, MelParams};
+use mel_input::MelInput;
 pub use resample::{MAX_INPUT_RATE, StreamResampler};
 
 /// Whether the hot loops' AVX2 builds can run here. They are the portable code compiled with
@@ -71,9 +74,15 @@ impl FrontendConfig {
                     p.sample_rate, self.sample_rate
                 ));
             }
-            if self.window_samples < p.frame_length
-                || !(self.window_samples - p.frame_length).is_multiple_of(p.frame_hop)
-            {
+            let signal = self.window_samples.saturating_sub(p.preemphasis_delay());
+            let whole = match p.centre {
+                mel::Centre::None => {
+                    signal >= p.frame_length
+                        && (signal - p.frame_length).is_multiple_of(p.frame_hop)
+                }
+                _ => signal > 0,
+            };
+            if !whole {
                 return Err(format!(
                     "window of {} samples is not a whole number of {}-sample frames every {}",
                     self.window_samples, p.frame_length, p.frame_hop
@@ -110,7 +119,7 @@ impl FrontendConfig {
     /// Frames per window for log-mel models.
     pub fn frames_per_window(&self) -> Option<usize> {
         match &self.input {
-            InputKind::LogMel(p) => Some((self.window_samples - p.frame_length) / p.frame_hop + 1),
+            InputKind::LogMel(p) => Some(p.frames_in(self.window_samples)),
             InputKind::Waveform => None,
         }
     }
@@ -118,7 +127,7 @@ impl FrontendConfig {
     /// The model input shape of one window, without the batch dimension.
     pub fn feature_shape(&self) -> Vec<usize> {
         match &self.input {
-            InputKind::LogMel(p) => vec![self.frames_per_window().unwrap_or(0), p.bands],
+            InputKind::LogMel(p) => p.shape(self.frames_per_window().unwrap_or(0)),
             InputKind::Waveform => vec![self.window_samples],
         }
     }
@@ -210,6 +219,9 @@ impl Window {
 enum Features {
     LogMel {
         mel: Box<LogMel>,
+        input: MelInput,
+        /// Model-rate samples handed to `input` so far.
+        fed: u64,
         bands: usize,
         /// Log-mel frames not yet consumed, flat; `frames_base` is the index of the first.
         frames: Vec<f32>,
@@ -247,6 +259,8 @@ impl Frontend {
         let features = match &config.input {
             InputKind::LogMel(p) => Features::LogMel {
                 mel: Box::new(LogMel::new(p.clone())?),
+                input: MelInput::new(p),
+                fed: 0,
                 bands: p.bands,
                 frames: Vec::new(),
                 frames_base: 0,
@@ -344,6 +358,10 @@ impl Frontend {
             let pad = (start + window).saturating_sub(total) as usize;
             let first = out.len();
             self.push_model_rate(&vec![0.0; pad], out);
+            if let Features::LogMel { input, .. } = &mut self.features {
+                input.finish();
+                self.emit_windows(out);
+            }
             for w in &mut out[first..] {
                 w.valid_samples = total.saturating_sub(w.start).min(window) as usize;
             }
@@ -380,14 +398,18 @@ impl Frontend {
             }
             Features::LogMel {
                 mel,
+                input,
+                fed,
                 bands,
                 frames,
                 frames_base,
                 next_frame,
             } => {
+                input.push(&self.samples[(*fed - self.samples_base) as usize..]);
+                *fed = end;
                 let p = mel.params();
                 let (frame_hop, frame_len, bands) = (p.frame_hop as u64, p.frame_length, *bands);
-                let per_window = (window - frame_len) / p.frame_hop + 1;
+                let per_window = p.frames_in(window);
                 let hop_frames = hop / frame_hop;
                 // Frames before the next window's first frame are never needed (hop > window).
                 let first_needed = self.next_window * hop_frames;
@@ -396,21 +418,25 @@ impl Frontend {
                     *frames_base = first_needed;
                     *next_frame = first_needed;
                 }
-                while *next_frame * frame_hop + frame_len as u64 <= end {
-                    let from = (*next_frame * frame_hop - self.samples_base) as usize;
+                while *next_frame * frame_hop + frame_len as u64 <= input.end() {
                     let at = frames.len();
                     frames.resize(at + bands, 0.0);
-                    mel.frame(&self.samples[from..from + frame_len], &mut frames[at..]);
+                    mel.frame(input.from(*next_frame * frame_hop), &mut frames[at..]);
                     *next_frame += 1;
                     // Emit every window this frame completes.
                     while self.next_window * hop_frames + per_window as u64 <= *next_frame {
                         let first = (self.next_window * hop_frames - *frames_base) as usize * bands;
                         let from = (self.next_window * hop - self.samples_base) as usize;
+                        let mut features = Vec::with_capacity(per_window * bands);
+                        mel.params().window_features(
+                            &frames[first..first + per_window * bands],
+                            &mut features,
+                        );
                         out.push(Window {
                             index: self.next_window,
                             start: self.next_window * hop,
                             valid_samples: window,
-                            features: frames[first..first + per_window * bands].to_vec(),
+                            features,
                             level: Level::measure(&self.samples[from..from + window], level_block),
                         });
                         self.next_window += 1;
@@ -427,9 +453,9 @@ impl Frontend {
                         *next_frame = (*next_frame).max(keep_from);
                     }
                 }
+                input.trim((*next_frame * frame_hop).min(self.next_window * hop));
                 // Samples stay until their window's level has been measured.
-                let next_sample = (*next_frame * frame_hop).min(self.next_window * hop);
-                self.trim_samples(next_sample);
+                self.trim_samples(self.next_window * hop);
             }
         }
     }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::frontend::mel::{BandNorm, Centre, LogKind, MelScale, Spectrum, WindowKind};
 use crate::frontend::{FrontendConfig, InputKind, MelParams};
 
 pub const PREFIX: &str = "audiotagger.";
@@ -63,6 +64,31 @@ impl Props<'_> {
         })
     }
 
+    fn parse_or<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, DescriptorError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(_) => self.parse(key),
+        }
+    }
+
+    /// One of a fixed set of names; the error lists them.
+    fn named<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        names: &[&str],
+        default: T,
+    ) -> Result<T, DescriptorError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| {
+                DescriptorError(format!(
+                    "descriptor key `{PREFIX}{key}` = {v:?}: not one of {}",
+                    names.join(", ")
+                ))
+            }),
+        }
+    }
+
     fn json_list(&self, key: &str) -> Result<Vec<String>, DescriptorError> {
         match self.get(key) {
             None => Ok(Vec::new()),
@@ -89,13 +115,33 @@ impl ModelDescriptor {
         let input = match p.required("input_kind")? {
             "log_mel" => InputKind::LogMel(MelParams {
                 sample_rate,
+                preemphasis: p.parse_or("mel.preemphasis", 0.0)?,
+                centre: p.named("mel.center", Centre::NAMES, Centre::None)?,
+                window: p.named("mel.window", WindowKind::NAMES, WindowKind::HannPeriodic)?,
                 frame_length: p.parse("mel.frame_length")?,
                 frame_hop: p.parse("mel.frame_hop")?,
                 fft_length: p.parse("mel.fft_length")?,
+                spectrum: p.named("mel.spectrum", Spectrum::NAMES, Spectrum::Magnitude)?,
+                scale: p.named("mel.scale", MelScale::NAMES, MelScale::Htk)?,
+                norm: p.named("mel.norm", BandNorm::NAMES, BandNorm::None)?,
                 bands: p.parse("mel.bands")?,
                 fmin: p.parse("mel.fmin")?,
                 fmax: p.parse("mel.fmax")?,
-                log_offset: p.parse("mel.log_offset")?,
+                log: p.named("mel.log", LogKind::NAMES, LogKind::Ln)?,
+                log_offset: p.parse_or("mel.log_offset", 0.0)?,
+                log_floor: p.parse_or("mel.log_floor", 0.0)?,
+                top_db: match p.get("mel.top_db") {
+                    None => None,
+                    Some(_) => Some(p.parse("mel.top_db")?),
+                },
+                mean: p.parse_or("mel.normalize_mean", 0.0)?,
+                std: p.parse_or("mel.normalize_std", 1.0)?,
+                layout: match p.get("mel.layout") {
+                    None => crate::frontend::mel::Layout::frames_bands(),
+                    Some(v) => v.parse().map_err(|e| {
+                        DescriptorError(format!("descriptor key `{PREFIX}mel.layout` = {v:?}: {e}"))
+                    })?,
+                },
             }),
             "waveform" => InputKind::Waveform,
             other => {
@@ -104,19 +150,6 @@ impl ModelDescriptor {
                 ));
             }
         };
-        if let InputKind::LogMel(_) = input {
-            for (key, want) in [
-                ("mel.window", "hann_periodic"),
-                ("mel.spectrum", "magnitude"),
-                ("mel.scale", "htk"),
-            ] {
-                if let Some(v) = p.get(key).filter(|v| *v != want) {
-                    return err(format!(
-                        "descriptor key `{PREFIX}{key}` = {v:?}: only {want:?} is implemented"
-                    ));
-                }
-            }
-        }
         let frontend = FrontendConfig {
             sample_rate,
             window_samples: p.parse("window_samples")?,
@@ -302,6 +335,53 @@ mod tests {
                 .0
                 .contains("descriptor_version")
         );
+    }
+
+    #[test]
+    fn front_end_kinds_are_descriptor_values() {
+        let mut p = yamnet_props();
+        for (k, v) in [
+            ("sample_rate", "32000"),
+            ("window_samples", "32000"),
+            ("hop_samples", "16000"),
+            ("mel.frames", "100"),
+            ("mel.preemphasis", "0.97"),
+            ("mel.center", "reflect"),
+            ("mel.window", "hann_symmetric"),
+            ("mel.frame_length", "800"),
+            ("mel.frame_hop", "320"),
+            ("mel.fft_length", "1024"),
+            ("mel.spectrum", "power"),
+            ("mel.scale", "kaldi"),
+            ("mel.bands", "128"),
+            ("mel.fmin", "0"),
+            ("mel.fmax", "15000"),
+            ("mel.log", "ln"),
+            ("mel.log_offset", "1e-5"),
+            ("mel.normalize_mean", "-4.5"),
+            ("mel.normalize_std", "5"),
+            ("mel.layout", "1,bands,frames"),
+        ] {
+            p.insert(format!("{PREFIX}{k}"), v.into());
+        }
+        let d = ModelDescriptor::from_props(&p).unwrap();
+        assert_eq!(
+            d.frontend.input,
+            InputKind::LogMel(MelParams::efficientat())
+        );
+        assert_eq!(d.frontend.feature_shape(), vec![1, 128, 100]);
+        for (key, value, named) in [
+            ("mel.scale", "mel", "htk, kaldi, slaney"),
+            ("mel.window", "blackman", "hann_periodic"),
+            ("mel.center", "yes", "reflect"),
+            ("mel.layout", "frames,frames", "once each"),
+            ("mel.log", "log2", "ln, log10, db"),
+        ] {
+            let mut bad = p.clone();
+            bad.insert(format!("{PREFIX}{key}"), value.into());
+            let e = ModelDescriptor::from_props(&bad).unwrap_err().0;
+            assert!(e.contains(key) && e.contains(named), "{e}");
+        }
     }
 
     #[test]
