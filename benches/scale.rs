@@ -211,6 +211,7 @@ fn main() {
                     threads: bare_threads,
                     spinning: true,
                     window_samples: None,
+                    hop_samples: None,
                 };
                 let file = if name == "int8" { &int8 } else { &float };
                 let base = bare_ort_loaded(file, &options, bare_batch, &features);

@@ -8,6 +8,9 @@ parity tests of the Rust front-end (nothing here shares code with it).
   `librosa.stft` framing (centre with reflect or constant padding), `power_to_db`
   (`amin`, `top_db`) — what PANNs and many others use.
 
+- `torchaudio_db`: `torchaudio.transforms.MelSpectrogram` (HTK edges, triangles in Hz, no norm)
+  then `AmplitudeToDB(top_db=...)` over one clip — CED's front-end.
+
 Each function takes a mono clip and returns [frames, bands]: the clip's features computed
 alone, as the reference does.
 """
@@ -116,3 +119,20 @@ def librosa_logmel(x: np.ndarray, sr: int, n_fft: int, win_length: int, hop: int
     if top_db is not None:
         out = np.maximum(out, out.max() - top_db)
     return out
+
+
+def torchaudio_db(x: np.ndarray, sr: int = 16000, n_fft: int = 512, hop: int = 160, n_mels: int = 64,
+                  f_min: float = 0.0, f_max: float = 8000.0, top_db: float = 120.0) -> np.ndarray:
+    """MelSpectrogram(center=True, pad_mode="reflect", periodic Hann n_fft, power 2.0,
+    melscale_fbanks(norm=None, mel_scale="htk")) then AmplitudeToDB("power", top_db): [frames, n_mels]."""
+    power = stft_power(np.asarray(x, dtype=np.float64), n_fft, hop, torch_window("hann_periodic", n_fft), "reflect")
+    all_freqs = np.linspace(0, sr // 2, n_fft // 2 + 1)
+    m_min, m_max = 2595.0 * np.log10(1.0 + f_min / 700.0), 2595.0 * np.log10(1.0 + f_max / 700.0)
+    f_pts = 700.0 * (10 ** (np.linspace(m_min, m_max, n_mels + 2) / 2595.0) - 1.0)
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts[None, :] - all_freqs[:, None]
+    down = -1.0 * slopes[:, :-2] / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    fb = np.maximum(0.0, np.minimum(down, up))  # [bins, n_mels]
+    db = 10.0 * np.log10(np.maximum(power @ fb, 1e-10))
+    return np.maximum(db, db.max() - top_db)

@@ -49,6 +49,12 @@ LIBROSA_KEYS = {
     "mel.bands": "40", "mel.fmin": "20", "mel.fmax": "8000", "mel.log": "log10", "mel.log_offset": "1e-6",
     "mel.top_db": "6",
 }
+CED_KEYS = {
+    "mel.center": "reflect", "mel.window": "hann_periodic", "mel.frame_length": "512",
+    "mel.frame_hop": "160", "mel.fft_length": "512", "mel.spectrum": "power", "mel.scale": "htk_hz",
+    "mel.bands": "64", "mel.fmin": "0", "mel.fmax": "8000", "mel.log": "db", "mel.log_floor": "1e-10",
+    "mel.top_db": "120", "mel.layout": "frames,bands",
+}
 # (case, rate, keys, reference, clip, seconds from, seconds long)
 FRONTEND_CASES = [
     ("efficientat_gunshot", 32000, EFFICIENTAT_KEYS, lambda x: frontend_reference.efficientat(x),
@@ -63,6 +69,8 @@ FRONTEND_CASES = [
     ("panns_silence", 32000, PANNS_KEYS, lambda x: frontend_reference.librosa_logmel(
         x, 32000, 1024, 1024, 320, "hann_periodic", "reflect", 64, 50, 14000, "slaney", "power", "db",
         0.0, 1e-10, None), "silence__asterisk__1", 0.0, 1.0),
+    ("ced_gunshot", 16000, CED_KEYS, lambda x: frontend_reference.torchaudio_db(x),
+     "gunshot__freesound__1", 0.0, 3.0),
     ("librosa_dog", 16000, LIBROSA_KEYS, lambda x: frontend_reference.librosa_logmel(
         x, 16000, 512, 400, 160, "hamming_periodic", "zeros", 40, 20, 8000, None, "magnitude", "log10",
         1e-6, 0.0, 6.0), "dog__bigsoundbank__1", 0.0, 2.0),

@@ -565,6 +565,21 @@ fn load_second_model(
             ["`second-model` must be a waveform model with a descriptor, e.g. ced-tiny.onnx made by scripts/setup.sh"]
         )
     })?;
+    if !matches!(
+        second.descriptor().frontend.input,
+        crate::frontend::InputKind::Waveform
+    ) {
+        return Err(gst::error_msg!(
+            gst::ResourceError::Settings,
+            (
+                "The second-look model {} takes log-mel features, not audio",
+                path.display()
+            ),
+            [
+                "`second-model` must be a waveform model (input_kind = waveform), e.g. ced-tiny.onnx made by scripts/setup.sh"
+            ]
+        ));
+    }
     let second_rate = second.descriptor().frontend.sample_rate;
     if second_rate != rate {
         return Err(gst::error_msg!(

@@ -52,7 +52,7 @@ named_values! {
 
 named_values! {
     /// Which filterbank: see [`mel_bank::weights`].
-    MelScale { Htk = "htk", Kaldi = "kaldi", Slaney = "slaney" }
+    MelScale { Htk = "htk", HtkHz = "htk_hz", Kaldi = "kaldi", Slaney = "slaney" }
 }
 
 named_values! {

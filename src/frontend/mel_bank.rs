@@ -45,6 +45,8 @@ fn slaney_mel_to_hz(m: f64) -> f64 {
 ///   triangles straight in HTK mel, the DC bin zeroed.
 /// - `kaldi`: `torchaudio.compliance.kaldi.get_mel_banks`: the same triangles over bins
 ///   `k·sr/fft` for k below fft/2; the Nyquist bin has no weight (EfficientAT pads it with 0).
+/// - `htk_hz`: `torchaudio.functional.melscale_fbanks` (and librosa's `htk=True`): HTK mel
+///   edges, triangles straight in Hz over bins at `linspace(0, sr/2, fft/2+1)`.
 /// - `slaney`: `librosa.filters.mel(htk=False)`: Slaney mel edges, triangles straight in Hz.
 ///
 /// `norm = slaney` divides each band by half its width in Hz (librosa's area normalisation).
@@ -53,7 +55,7 @@ pub fn weights(p: &MelParams) -> Vec<Vec<f64>> {
     let bin_hz = |k: usize| p.sample_rate as f64 * k as f64 / p.fft_length as f64;
     type Scale = fn(f64) -> f64;
     let (to_mel, to_hz): (Scale, Scale) = match p.scale {
-        MelScale::Htk | MelScale::Kaldi => (htk_hz_to_mel, htk_mel_to_hz),
+        MelScale::Htk | MelScale::HtkHz | MelScale::Kaldi => (htk_hz_to_mel, htk_mel_to_hz),
         MelScale::Slaney => (slaney_hz_to_mel, slaney_mel_to_hz),
     };
     let (lo, hi) = (to_mel(p.fmin), to_mel(p.fmax));
@@ -71,12 +73,12 @@ pub fn weights(p: &MelParams) -> Vec<Vec<f64>> {
             )),
             MelScale::Kaldi if k == bins - 1 => None,
             MelScale::Kaldi => Some(htk_hz_to_mel(bin_hz(k))),
-            MelScale::Slaney => Some(bin_hz(k)),
+            MelScale::HtkHz | MelScale::Slaney => Some(bin_hz(k)),
         })
         .collect();
     let edges: Vec<f64> = match p.scale {
         MelScale::Htk | MelScale::Kaldi => (0..p.bands + 2).map(edge_mel).collect(),
-        MelScale::Slaney => edge_hz.clone(),
+        MelScale::HtkHz | MelScale::Slaney => edge_hz.clone(),
     };
     (0..p.bands)
         .map(|b| {

@@ -42,9 +42,12 @@ pub struct SessionOptions {
     /// default: in a pipeline the spinning takes the cores the streaming threads need (with 2
     /// threads on 2 cores, 8-17 % less throughput with it on, in `mode=queued`).
     pub spinning: bool,
-    /// Windows of this many samples instead of the descriptor's, for a waveform model whose
-    /// input takes any length (the second look's model runs looks of the length asked for).
+    /// Windows of this many samples, and a hop of as many, instead of the descriptor's, for a
+    /// model whose input takes any length: a waveform model, or a log-mel one whose frame
+    /// axis is open (the second look's model runs looks of the length asked for).
     pub window_samples: Option<usize>,
+    /// A hop of about this many samples (whole frames) instead of the descriptor's.
+    pub hop_samples: Option<usize>,
 }
 
 impl Default for SessionOptions {
@@ -55,6 +58,7 @@ impl Default for SessionOptions {
             threads: 1,
             spinning: false,
             window_samples: None,
+            hop_samples: None,
         }
     }
 }

@@ -11,7 +11,6 @@ use ort::value::TensorRef;
 use super::descriptor::ModelDescriptor;
 use super::provider::{Provider, SessionOptions};
 use super::runtime;
-use crate::frontend::InputKind;
 
 #[derive(Debug)]
 pub enum ModelError {
@@ -279,16 +278,13 @@ impl ModelSession {
                 path: path.to_path_buf(),
                 reason,
             };
-            if !matches!(descriptor.frontend.input, InputKind::Waveform) {
-                return Err(bad(format!(
-                    "windows of {samples} samples were asked for, but only a waveform model \
-                     takes windows of another length than its descriptor's"
-                )));
-            }
             descriptor.frontend.window_samples = samples;
             descriptor.frontend.hop_samples = samples;
             descriptor.frontend.validate().map_err(bad)?;
             check_shapes(&session, &descriptor).map_err(bad)?;
+        }
+        if let Some(hop) = options.hop_samples {
+            descriptor.frontend = descriptor.frontend.with_hop_samples(hop);
         }
         let batch_size = declared_batch(&session, &descriptor.input_name)
             .or((provider != Provider::Cpu).then_some(GPU_BATCH));
