@@ -18,8 +18,9 @@ and lists its nodes out of order. This converter:
   is what a clip scored alone gets, and keeps a clip's scores independent of its batch);
 - sorts the nodes topologically, so `onnx.checker` accepts the graph;
 - writes the element's model descriptor (`audiotagger.*` metadata: a waveform model at 16 kHz,
-  527 AudioSet labels and ids) with `window_samples` = the default look of 5 s; the element
-  sets the look length it is asked for, as the graph takes any length from 2 400 to 161 600.
+  527 AudioSet labels and ids) with windows of 3 s every 0.5 s when it is the element's first
+  model (`model=`, chosen in docs/backbones.md); as the second look, the element sets the look
+  length it is asked for, as the graph takes any length from 2 400 to 161 600.
 
 Usage: convert_ced.py ../shared/models/ced/ced_tiny.onnx --labels
        ../shared/models/ced/class_labels_indices.csv -o models/ced-tiny.onnx [--check DIR]
@@ -39,6 +40,8 @@ SAMPLE_RATE = 16000
 N_FFT = 512
 N_MELS = 64
 LOOK_SAMPLES = 5 * SAMPLE_RATE
+WINDOW_SAMPLES = 3 * SAMPLE_RATE
+HOP_SAMPLES = SAMPLE_RATE // 2
 TOP_DB = 120.0
 
 
@@ -165,8 +168,8 @@ def convert(src, labels_csv, out):
         "model_name": "ced-tiny",
         "sample_rate": str(SAMPLE_RATE),
         "input_kind": "waveform",
-        "window_samples": str(LOOK_SAMPLES),
-        "hop_samples": str(LOOK_SAMPLES),
+        "window_samples": str(WINDOW_SAMPLES),
+        "hop_samples": str(HOP_SAMPLES),
         "input_name": graph.input[0].name,
         "output.scores": graph.output[0].name,
         "scores_are_probabilities": "true",

@@ -72,6 +72,15 @@ if [ -s "$ced" ] && { [ ! -s models/ced-tiny.onnx ] || [ models/convert_ced.py -
   .venv/bin/python models/convert_ced.py "$ced" --labels "$shared/models/ced/class_labels_indices.csv" \
     -o models/ced-tiny.onnx
 fi
+# A stronger log-mel backbone: EfficientAT mn04 (MIT), the ONNX export beside its checkpoint in
+# ../shared (made with torch, which set-up does not install) with the element's descriptor added.
+efficientat=$shared/models/efficientat
+if [ -s "$efficientat/mn04_as_mel.onnx" ] && { [ ! -s models/efficientat-mn04.onnx ] \
+   || [ models/convert_efficientat.py -nt models/efficientat-mn04.onnx ] || [ "$stamp" -nt models/efficientat-mn04.onnx ]; }; then
+  log "describing $efficientat/mn04_as_mel.onnx as models/efficientat-mn04.onnx"
+  .venv/bin/python models/convert_efficientat.py describe "$efficientat/mn04_as_mel.onnx" \
+    --labels "$efficientat/class_labels_indices.csv" -o models/efficientat-mn04.onnx
+fi
 # The security heads, trained on ../shared/train over the float model's features (seeded: the
 # same data gives the same head); models/heads.md says how and what they measure.
 heads=models/yamnet-heads.onnx

@@ -354,3 +354,48 @@ fn bands_first_layouts_transpose_the_features() {
         }
     }
 }
+
+#[test]
+fn efficientat_scores_from_the_rust_front_end_equal_those_of_the_reference_features() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/efficientat-mn04.onnx");
+    let mut session = ModelSession::load(&path, &model::SessionOptions::default())
+        .unwrap_or_else(|e| panic!("{e}: scripts/setup.sh builds it"));
+    let config = session.descriptor().frontend.clone();
+    // The converter's descriptor is the front-end the reference checks above hold to.
+    assert_eq!(
+        config.input,
+        gstaudiotagger::frontend::InputKind::LogMel(
+            gstaudiotagger::frontend::MelParams::efficientat()
+        )
+    );
+    let case = frontend_cases()
+        .into_iter()
+        .find(|c| c.name == "efficientat_speech")
+        .unwrap();
+    let frames = config.frames_per_window().unwrap();
+    let windows = stream(config.clone(), &case.samples, 1000);
+    let classes = session.descriptor().num_classes();
+    let mut compared = 0;
+    for w in windows.iter().filter(|w| !w.is_partial(&config)) {
+        let first = w.start as usize / 320;
+        if (first + frames) * 320 + 400 > case.samples.len() {
+            continue;
+        }
+        // The reference's frames of this window, bands first as the model takes them.
+        let mut reference = Vec::with_capacity(128 * frames);
+        for b in 0..128 {
+            reference.extend((first..first + frames).map(|f| case.reference[f * 128 + b]));
+        }
+        let got = session.run(&w.features, 1, false).unwrap().scores;
+        let want = session.run(&reference, 1, false).unwrap().scores;
+        assert_eq!(got.len(), classes);
+        let err = max_difference(&got, &want);
+        assert!(
+            err <= 1e-4,
+            "window at {}: probabilities differ by {err}",
+            w.start
+        );
+        compared += 1;
+    }
+    assert!(compared >= 2, "{compared} windows compared");
+}
