@@ -10,6 +10,9 @@
 //! error, and false alarms per hour on the background recordings alone (16 min of
 //! ../shared/audio/long plus the street loop). Not a test: it measures, it does not assert.
 //!
+//! `HEADS_MODEL=models/efficientat-mn04.onnx EVENTS_WINDOW_S=1` measures another backbone, with
+//! windows of that many seconds every 0.5 s.
+//!
 //! Those figures are for the preset's AudioSet classes (zero-shot). When set-up has built
 //! `models/yamnet-heads.onnx` (or `HEADS_MODEL` names another model with heads), it scores with
 //! that model, whose AudioSet scores are the plain model's, and ends with `heads::compare`:
@@ -21,8 +24,12 @@
 //! a 1 s collar; a truth event is found when any detection matches it. Onset error is
 //! |first matching detection's start − the event's first active 10 ms frame|.
 
+#[path = "../support/backbone_list.rs"]
+mod backbone_list;
 mod heads;
 mod second_look;
+
+use backbone_list::BACKBONES;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -99,7 +106,8 @@ struct Window {
 
 fn score(session: &mut ModelSession, audio: &[f32]) -> Vec<Window> {
     let config = session.descriptor().frontend.clone();
-    let duration = config.window_samples as u64 * 1_000_000_000 / RATE as u64;
+    let model_rate = config.sample_rate as u64;
+    let duration = config.window_samples as u64 * 1_000_000_000 / model_rate;
     let mut f = Frontend::new(config, RATE, 1).unwrap();
     let mut windows = Vec::new();
     for chunk in audio.chunks(4096) {
@@ -125,7 +133,7 @@ fn score(session: &mut ModelSession, audio: &[f32]) -> Vec<Window> {
         .iter()
         .zip(scores)
         .map(|(w, scores)| {
-            let start = w.start * 1_000_000_000 / RATE as u64;
+            let start = w.start * 1_000_000_000 / model_rate;
             Window {
                 start,
                 end: start + duration,
@@ -332,27 +340,96 @@ fn evaluate(mix: &Mixture, detections: &[(String, u64, u64)], group: &str) -> Co
     c
 }
 
+/// What one model scored, for the comparison of backbones.
+struct Summary {
+    model: String,
+    /// Per watched group: the best F1 with at most 2 false alarms per hour.
+    best_f1: Vec<(String, f64)>,
+    shipped: Counts,
+    shipped_fa_per_hour: f64,
+    model_seconds: f64,
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench binaries too; the evaluation is for `cargo bench`.
     if !std::env::args().any(|a| a == "--bench") {
         println!("event evaluation: run it with `cargo bench --bench events`");
         return;
     }
-    let started = Instant::now();
-    // The model with the trained heads when set-up built it: its AudioSet scores are the
-    // backbone's own, so the zero-shot figures below are the plain model's.
-    let model_path = std::env::var_os("HEADS_MODEL")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/yamnet-heads.onnx");
-            p.exists().then_some(p)
+    // Another backbone's windows: `EVENTS_WINDOW_S` seconds every 0.5 s.
+    let window_s: Option<f64> = std::env::var("EVENTS_WINDOW_S")
+        .ok()
+        .map(|v| v.parse().expect("EVENTS_WINDOW_S is seconds"));
+    if std::env::var_os("EVENTS_BACKBONES").is_none() {
+        // The model with the trained heads when set-up built it: its AudioSet scores are the
+        // backbone's own, so the zero-shot figures below are the plain model's.
+        let model_path = std::env::var_os("HEADS_MODEL")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/yamnet-heads.onnx");
+                p.exists().then_some(p)
+            })
+            .unwrap_or_else(model::default_model_path);
+        evaluate_model(&model_path, window_s);
+        return;
+    }
+    let summaries: Vec<Summary> = BACKBONES
+        .iter()
+        .map(|(file, window_s)| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models")
+                .join(file);
+            evaluate_model(&path, *window_s)
         })
-        .unwrap_or_else(model::default_model_path);
-    println!("model: {}", model_path.display());
+        .collect();
+    println!(
+        "\nbackbones, zero-shot AudioSet groups (best F1 per group at <= 2 FA/h on the background; shipped preset, tuned on YAMNet):"
+    );
+    let groups: Vec<&str> = summaries[0]
+        .best_f1
+        .iter()
+        .map(|(g, _)| g.as_str())
+        .collect();
+    println!(
+        "| model | {} | mean | shipped P | shipped R | shipped F1 | onset ms | FA/h | model s |",
+        groups.join(" | ")
+    );
+    for s in &summaries {
+        let f1: Vec<String> = s.best_f1.iter().map(|(_, f)| format!("{f:.2}")).collect();
+        let mean = s.best_f1.iter().map(|(_, f)| f).sum::<f64>() / s.best_f1.len() as f64;
+        println!(
+            "| {} | {} | {mean:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {:.1} | {:.0} |",
+            s.model,
+            f1.join(" | "),
+            s.shipped.precision(),
+            s.shipped.recall(),
+            s.shipped.f1(),
+            s.shipped.onset_ms(),
+            s.shipped_fa_per_hour,
+            s.model_seconds
+        );
+    }
+}
+
+/// The whole evaluation of one model, printed; returns its summary.
+fn evaluate_model(model_path: &Path, window_s: Option<f64>) -> Summary {
+    let started = Instant::now();
+    println!(
+        "model: {}{}",
+        model_path.display(),
+        window_s.map_or(String::new(), |s| format!(", {s} s windows every 0.5 s"))
+    );
+    let rate = ModelSession::load(model_path, &SessionOptions::default())
+        .unwrap_or_else(|e| panic!("{e}: run scripts/setup.sh first"))
+        .descriptor()
+        .frontend
+        .sample_rate as f64;
     let mut session = ModelSession::load(
-        &model_path,
+        model_path,
         &SessionOptions {
             threads: 0,
+            window_samples: window_s.map(|s| (s * rate).round() as usize),
+            hop_samples: window_s.map(|_| (rate / 2.0) as usize),
             ..Default::default()
         },
     )
@@ -476,12 +553,12 @@ fn main() {
     background_audio.push(street);
     let windows: usize = mixtures.iter().map(|m| m.windows.len()).sum::<usize>()
         + background_only.iter().map(Vec::len).sum::<usize>();
+    let scored_in = started.elapsed().as_secs_f64();
     println!(
-        "{} mixtures ({:.0} min) + {:.0} min of background alone, {windows} windows scored in {:.0} s",
+        "{} mixtures ({:.0} min) + {:.0} min of background alone, {windows} windows scored in {scored_in:.0} s",
         mixtures.len(),
         audio_s / 60.0,
         background_s / 60.0,
-        started.elapsed().as_secs_f64()
     );
 
     let watch = ["gunshot", "glass", "dog", "baby-cry", "siren"];
@@ -525,6 +602,7 @@ fn main() {
         "FA/h",
         "confusers off: F1 FA/h"
     );
+    let mut best_f1 = Vec::new();
     for g in watch {
         // (F1, setting, counts, FA/h, F1 and FA/h without confusers)
         let mut best: Option<(f64, String, Counts, f64, f64, f64)> = None;
@@ -534,7 +612,7 @@ fn main() {
             spec.overrides.off_threshold = None;
             spec.overrides.smoothing = None;
         }
-        for on in [0.1f32, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6] {
+        for on in [0.1f32, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
             for smoothing in ["none", "mean"] {
                 let mut s = Setting {
                     defaults: EventDefaults {
@@ -561,6 +639,7 @@ fn main() {
                 }
             }
         }
+        best_f1.push((g.to_string(), best.as_ref().map_or(0.0, |b| b.0)));
         if let Some((_, name, c, fa, f1_off, fa_off)) = best {
             println!(
                 "{g:<9} {name:<28} {:>6.3} {:>6.3} {:>6.3} {:>9.0} {:>6.1} | {:>13.3} {:>6.1}",
@@ -588,6 +667,17 @@ fn main() {
     }
     let gs = groups(&preset, &shipped, &labels, &watch);
     let c = counts(&gs, "");
+    let summary = Summary {
+        model: format!(
+            "{}{}",
+            model_path.file_stem().unwrap_or_default().to_string_lossy(),
+            window_s.map_or(String::new(), |s| format!(" {s} s"))
+        ),
+        best_f1,
+        shipped: c,
+        shipped_fa_per_hour: fa_per_hour(&gs),
+        model_seconds: scored_in,
+    };
     println!(
         "all five groups, shipped preset: precision {:.3}, recall {:.3}, F1 {:.3}, onset error {:.0} ms, FA/h {:.1}",
         c.precision(),
@@ -782,7 +872,7 @@ fn main() {
 
     if labels.iter().any(|l| l.starts_with("head/")) {
         let train_root = shared().join("../train");
-        match heads::read_split(&model_path, &train_root) {
+        match heads::read_split(model_path, &train_root) {
             Ok(split) => {
                 let validation = heads::validation_set(&mut session, &split);
                 let windows: usize = validation
@@ -812,4 +902,5 @@ fn main() {
         }
     }
     println!("done in {:.0} s", started.elapsed().as_secs_f64());
+    summary
 }
