@@ -611,6 +611,13 @@ fn a_bad_second_model_or_look_fails_at_start_naming_the_cause() {
             "second-model=/nonexistent/ced.onnx watch=glass".into(),
             "/nonexistent/ced.onnx",
         ),
+        (
+            format!(
+                "second-model={} watch=glass",
+                built_model("efficientat-mn04.onnx")
+            ),
+            "takes log-mel features, not audio",
+        ),
     ] {
         assert_start_error_names(&props, needle);
     }

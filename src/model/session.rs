@@ -278,10 +278,16 @@ impl ModelSession {
                 path: path.to_path_buf(),
                 reason,
             };
+            let refused = |reason: String| {
+                bad(format!(
+                    "windows of {samples} samples were asked for, which this model cannot take \
+                     (a waveform model, or a log-mel one whose frame axis is open, can): {reason}"
+                ))
+            };
             descriptor.frontend.window_samples = samples;
             descriptor.frontend.hop_samples = samples;
-            descriptor.frontend.validate().map_err(bad)?;
-            check_shapes(&session, &descriptor).map_err(bad)?;
+            descriptor.frontend.validate().map_err(refused)?;
+            check_shapes(&session, &descriptor).map_err(refused)?;
         }
         if let Some(hop) = options.hop_samples {
             descriptor.frontend = descriptor.frontend.with_hop_samples(hop);
