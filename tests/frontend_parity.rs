@@ -358,7 +358,14 @@ fn bands_first_layouts_transpose_the_features() {
 #[test]
 fn efficientat_scores_from_the_rust_front_end_equal_those_of_the_reference_features() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/efficientat-mn04.onnx");
-    let mut session = ModelSession::load(&path, &model::SessionOptions::default())
+    // 1 s windows every 0.5 s, so that several fit in the 2.5 s reference clip; the model
+    // takes any number of frames.
+    let options = model::SessionOptions {
+        window_samples: Some(32000),
+        hop_samples: Some(16000),
+        ..Default::default()
+    };
+    let mut session = ModelSession::load(&path, &options)
         .unwrap_or_else(|e| panic!("{e}: scripts/setup.sh builds it"));
     let config = session.descriptor().frontend.clone();
     // The converter's descriptor is the front-end the reference checks above hold to.

@@ -269,7 +269,8 @@ impl MelParams {
                 self.fmin, self.fmax
             ));
         }
-        let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        // The values are applied in f32, where the features must stay finite.
+        let finite_non_negative = |v: f64| (0.0..=1e30).contains(&v);
         if !(finite_non_negative(self.log_offset)
             && finite_non_negative(self.log_floor)
             && self.log_offset.max(self.log_floor) >= f32::MIN_POSITIVE as f64)
@@ -286,13 +287,14 @@ impl MelParams {
                 self.preemphasis
             ));
         }
-        if !(self.std.is_finite() && self.std > 0.0 && self.mean.is_finite()) {
+        if !((1e-6..=1e6).contains(&self.std) && (-1e6..=1e6).contains(&self.mean)) {
             return Err(format!(
-                "normalisation mean {} and std {} must be finite, std positive",
+                "normalisation mean {} and std {}: the mean must be within ±10⁶, the std \
+                 from 10⁻⁶ to 10⁶",
                 self.mean, self.std
             ));
         }
-        if self.top_db.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
+        if self.top_db.is_some_and(|t| !(t > 0.0 && t <= 1e30)) {
             return Err(format!("top_db {:?} must be positive", self.top_db));
         }
         Ok(())

@@ -371,7 +371,7 @@ mod tests {
         );
         assert_eq!(d.frontend.feature_shape(), vec![1, 128, 100]);
         for (key, value, named) in [
-            ("mel.scale", "mel", "htk, kaldi, slaney"),
+            ("mel.scale", "mel", "htk, htk_hz, kaldi, slaney"),
             ("mel.window", "blackman", "hann_periodic"),
             ("mel.center", "yes", "reflect"),
             ("mel.layout", "frames,frames", "once each"),
