@@ -64,12 +64,6 @@ fn configured(model: &Path, window_s: Option<f64>, dir: &Path) -> (PathBuf, Sess
     (copy, options)
 }
 
-fn top3(mean: &[f64], labels: &[String]) -> Vec<String> {
-    let mut idx: Vec<usize> = (0..mean.len()).collect();
-    idx.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
-    idx[..3].iter().map(|&i| labels[i].clone()).collect()
-}
-
 /// Every window's features of `audio` (mono at the model rate).
 fn features(session: &ModelSession, audio: &[f32]) -> Vec<Vec<f32>> {
     let config = session.descriptor().frontend.clone();
@@ -99,7 +93,7 @@ fn hit_at_3(session: &mut ModelSession, clips: &[common::Clip]) -> (usize, usize
                 }
             }
         }
-        hits += top3(&mean, &labels)
+        hits += common::top3(&mean, &labels)
             .iter()
             .any(|t| clip.classes.contains(t)) as usize;
     }

@@ -176,10 +176,16 @@ def convert(src, labels_csv, out):
         "labels": json.dumps(names),
         "label_ids": json.dumps(ids),
     }
+    save_described(model, meta, "audiotagger models/convert_ced.py", out)
+
+
+def save_described(model, meta, producer, out):
+    """Writes `meta` as the model's only metadata (`audiotagger.*` descriptor keys), checks and
+    saves it."""
     del model.metadata_props[:]
     for k, v in meta.items():
         model.metadata_props.append(onnx.StringStringEntryProto(key="audiotagger." + k, value=v))
-    model.producer_name = "audiotagger models/convert_ced.py"
+    model.producer_name = producer
     onnx.checker.check_model(model)
     onnx.save(model, out)
 

@@ -29,12 +29,14 @@ install it:
 """
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
 import onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from convert_ced import labels_of, save_described  # noqa: E402
 
 SAMPLE_RATE = 32000
 FRAME_HOP = 320
@@ -64,12 +66,6 @@ FRONT_END = {
 }
 
 
-def labels_of(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [r["display_name"] for r in rows], [r["mid"] for r in rows]
-
-
 def describe(src, labels_csv, out, window_seconds):
     model = onnx.load(src)
     graph = model.graph
@@ -95,12 +91,7 @@ def describe(src, labels_csv, out, window_seconds):
         "labels": json.dumps(names),
         "label_ids": json.dumps(ids),
     }
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key="audiotagger." + k, value=v))
-    model.producer_name = "audiotagger models/convert_efficientat.py"
-    onnx.checker.check_model(model)
-    onnx.save(model, out)
+    save_described(model, meta, "audiotagger models/convert_efficientat.py", out)
 
 
 def export(weights, efficientat, out, opset):

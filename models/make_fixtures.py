@@ -55,6 +55,14 @@ CED_KEYS = {
     "mel.bands": "64", "mel.fmin": "0", "mel.fmax": "8000", "mel.log": "db", "mel.log_floor": "1e-10",
     "mel.top_db": "120", "mel.layout": "frames,bands",
 }
+
+
+def panns_reference(x):
+    """PANNs' CNN14 front-end at 32 kHz (librosa: periodic Hann 1024, Slaney mel with norm, dB)."""
+    return frontend_reference.librosa_logmel(x, 32000, 1024, 1024, 320, "hann_periodic", "reflect", 64, 50,
+                                             14000, "slaney", "power", "db", 0.0, 1e-10, None)
+
+
 # (case, rate, keys, reference, clip, seconds from, seconds long)
 FRONTEND_CASES = [
     ("efficientat_gunshot", 32000, EFFICIENTAT_KEYS, lambda x: frontend_reference.efficientat(x),
@@ -63,12 +71,8 @@ FRONTEND_CASES = [
      "speech__librispeech__1", 0.5, 2.51),
     ("efficientat_glass", 32000, EFFICIENTAT_KEYS, lambda x: frontend_reference.efficientat(x),
      "glass_breaking__infineon__2", 0.0, 0.3),
-    ("panns_music", 32000, PANNS_KEYS, lambda x: frontend_reference.librosa_logmel(
-        x, 32000, 1024, 1024, 320, "hann_periodic", "reflect", 64, 50, 14000, "slaney", "power", "db",
-        0.0, 1e-10, None), "music__freesound__1", 1.0, 3.0),
-    ("panns_silence", 32000, PANNS_KEYS, lambda x: frontend_reference.librosa_logmel(
-        x, 32000, 1024, 1024, 320, "hann_periodic", "reflect", 64, 50, 14000, "slaney", "power", "db",
-        0.0, 1e-10, None), "silence__asterisk__1", 0.0, 1.0),
+    ("panns_music", 32000, PANNS_KEYS, panns_reference, "music__freesound__1", 1.0, 3.0),
+    ("panns_silence", 32000, PANNS_KEYS, panns_reference, "silence__asterisk__1", 0.0, 1.0),
     ("ced_gunshot", 16000, CED_KEYS, lambda x: frontend_reference.torchaudio_db(x),
      "gunshot__freesound__1", 0.0, 3.0),
     ("librosa_dog", 16000, LIBROSA_KEYS, lambda x: frontend_reference.librosa_logmel(

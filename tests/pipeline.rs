@@ -25,12 +25,6 @@ fn clip_scores(file: &std::path::Path, props: &str, classes: usize) -> (Vec<f64>
     (mean, msgs.len(), quiet)
 }
 
-fn top3(mean: &[f64], labels: &[String]) -> Vec<String> {
-    let mut idx: Vec<usize> = (0..mean.len()).collect();
-    idx.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
-    idx[..3].iter().map(|&i| labels[i].clone()).collect()
-}
-
 /// Clip-level hit@3 over ../shared/audio with the element's `props` and a model of these
 /// `labels`: the rate, and every label whose clips all hit.
 fn clip_hit_rate(props: &str, labels: &[String]) -> (f64, HashMap<String, (usize, usize)>) {
@@ -45,7 +39,7 @@ fn clip_hit_rate(props: &str, labels: &[String]) -> (f64, HashMap<String, (usize
         let top = if quiet == windows {
             vec!["Silence".to_string()]
         } else {
-            top3(&mean, labels)
+            common::top3(&mean, labels)
         };
         let hit = top.iter().any(|t| clip.classes.contains(t));
         hits += hit as usize;

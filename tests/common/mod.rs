@@ -86,6 +86,13 @@ pub struct Clip {
     pub classes: Vec<String>,
 }
 
+/// The three labels of the highest `scores`, highest first.
+pub fn top3(scores: &[f64], labels: &[String]) -> Vec<String> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    idx[..3].iter().map(|&i| labels[i].clone()).collect()
+}
+
 pub fn manifest() -> Vec<Clip> {
     let text = std::fs::read_to_string(shared_audio().join("manifest.csv"))
         .expect("../shared/audio/manifest.csv");
