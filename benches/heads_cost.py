@@ -29,7 +29,6 @@ from onnx import utils
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "models"))
 import convert_yamnet  # noqa: E402
-import heads_build as hb  # noqa: E402
 import heads_data as hd  # noqa: E402
 import yamnet_reference as ref  # noqa: E402
 
@@ -62,7 +61,8 @@ def bare() -> None:
     batches = [mel[i: i + 16] for i in range(0, len(mel), 16)]
     plain, heads = session(PLAIN), session(HEADS)
     composed = onnx.shape_inference.infer_shapes(onnx.load(str(HEADS)))
-    head_inputs = ["embedding", "logits", hb.MIDDLE, hb.LAST]
+    tensors, _ = hd.backbone_tensors(onnx.load(str(PLAIN)))
+    head_inputs = [tensors[role] for role in ("embedding", "logits", "middle", "last")]
     used = {i for n in composed.graph.node if n.name.startswith("head/") for i in n.input}
     head_inputs = [t for t in head_inputs if t in used]
     head_only = session(utils.Extractor(composed).extract_model(head_inputs, ["head_probs"]))

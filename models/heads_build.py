@@ -7,28 +7,27 @@ import numpy as np
 
 import heads_data as hd
 
-# Input views the heads can be trained on, each computed from the backbone's tensors.
-# "layer14" keeps the six time-frequency positions of the last convolution for attention pooling;
-# the fusion views pool a middle and the last layer over time with mean + max ([002] eq. 3).
-MIDDLE = "layer12_pointwise_conv"
-LAST = "layer14_pointwise_conv"
-TAPS = ("logits", MIDDLE, LAST)
 
 
-def pooled_views(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    last = raw[LAST]  # [n, 1024, 3, 2]
-    middle = raw[MIDDLE]  # [n, 512, 6, 4]
+def pooled_views(raw: dict[str, np.ndarray], layout: str) -> dict[str, np.ndarray]:
+    """The input views the heads train on, from the backbone's tensors by role: the last layer's
+    positions for attention pooling (YAMNet's six time-frequency cells, a transformer's tokens),
+    and mean + max over time of a middle and the last layer for fusion ([002] eq. 3; a
+    convolution's frequency bands stay apart, a transformer's tokens are pooled together)."""
+    last, middle = raw["last"], raw["middle"]
     n = last.shape[0]
 
-    def mean_max_over_time(x: np.ndarray) -> np.ndarray:  # [n, C, T, F] -> [n, C*F]
-        x = x.transpose(0, 2, 1, 3).reshape(n, x.shape[2], -1)
+    def mean_max_over_time(x: np.ndarray) -> np.ndarray:  # [n, C, T, F] -> [n, C*F]; [n, T, C] -> [n, C]
+        if layout == "nctf":
+            x = x.transpose(0, 2, 1, 3).reshape(n, x.shape[2], -1)
         return x.mean(axis=1) + x.max(axis=1)
 
+    positions = last.reshape(n, last.shape[1], -1).transpose(0, 2, 1) if layout == "nctf" else last
     return {
         "scores": raw["scores"],
         "logits": raw["logits"],
         "embedding": raw["embedding"].astype(np.float16),
-        "positions": last.reshape(n, last.shape[1], -1).transpose(0, 2, 1).astype(np.float16),  # [n, 6, 1024]
+        "positions": positions.astype(np.float16),  # [n, positions, channels]
         "fusion": np.concatenate([mean_max_over_time(middle), mean_max_over_time(last)], axis=1).astype(np.float16),
     }
 
@@ -37,7 +36,12 @@ class Builder:
     """Makes windows and labels from clips, deterministic for a given seed and clip order."""
 
     def __init__(self, classes: dict[str, list[str]], backgrounds: list[np.ndarray], seed: int,
+                 window: int = hd.WINDOW, hop: int = hd.TRAIN_HOP,
                  snr_range=(-5.0, 25.0), clean_fraction: float = 0.15):
+        self.window, self.hop = window, hop
+        # The event starts this far into a mixture (seconds): anywhere a short window can hold
+        # it, and up to 2 s into a 3 s one, where a look around a candidate has it.
+        self.lead = (0.1, max(0.9, window / hd.RATE - 1.0))
         self.classes = classes
         self.label_to_class = {lab: k for k, labs in enumerate(classes.values()) for lab in labs}
         self.backgrounds = backgrounds
@@ -51,34 +55,34 @@ class Builder:
         return bg[idx].astype(np.float32)
 
     def mixtures(self, clip: hd.Clip, copies: int):
-        """(windows [m, 15600], labels [m, K] in {-1, 0, 1}, snr per window) for `copies`
+        """(windows [m, window], labels [m, K] in {-1, 0, 1}, snr per window) for `copies`
         mixtures of `clip`, each in a random background at a random SNR, offset and level."""
         k = len(self.classes)
         target = self.label_to_class.get(clip.label)
         event = clip.audio
         wins, labs, snrs = [], [], []
         for _ in range(copies):
-            lead = int(self.rng.uniform(0.1, 0.9) * hd.RATE)
-            n = max(lead + event.size + int(0.3 * hd.RATE), hd.WINDOW + hd.TRAIN_HOP * 4)
+            lead = int(self.rng.uniform(*self.lead) * hd.RATE)
+            n = max(lead + event.size + int(0.3 * hd.RATE), self.window + self.hop * 4)
             clean = self.rng.random() < self.clean_fraction
             snr = None if clean else float(self.rng.uniform(*self.snr_range))
             mixture, track = hd.mix(self.background(n), event, lead, snr)
             hd.scale_to_peak(mixture, track, peak_db=float(self.rng.uniform(-35.0, -1.0)))
-            starts = hd.window_starts(n)
+            starts = hd.window_starts(n, self.hop, self.window)
             lab = np.zeros((len(starts), k), np.int8)
             if target is not None:
-                lab[:, target] = hd.window_labels(track, mixture, starts)
-            wins.append(np.stack([mixture[s: s + hd.WINDOW] for s in starts]))
+                lab[:, target] = hd.window_labels(track, mixture, starts, self.window)
+            wins.append(np.stack([mixture[s: s + self.window] for s in starts]))
             labs.append(lab)
             snrs.append(np.full(len(starts), np.nan if snr is None else snr, np.float32))
         return np.concatenate(wins), np.concatenate(labs), np.concatenate(snrs)
 
-    def alone(self, audio: np.ndarray, hop: int = hd.TRAIN_HOP * 2):
-        """A background's own windows: negatives for every class."""
-        if audio.size < hd.WINDOW:
-            audio = np.pad(audio, (0, hd.WINDOW - audio.size))
-        starts = hd.window_starts(audio.size, hop)
-        wins = np.stack([audio[s: s + hd.WINDOW] for s in starts]).astype(np.float32)
+    def alone(self, audio: np.ndarray):
+        """A background's own windows, every other hop: negatives for every class."""
+        if audio.size < self.window:
+            audio = np.pad(audio, (0, self.window - audio.size))
+        starts = hd.window_starts(audio.size, self.hop * 2, self.window)
+        wins = np.stack([audio[s: s + self.window] for s in starts]).astype(np.float32)
         return wins, np.zeros((len(starts), len(self.classes)), np.int8), np.full(len(starts), np.nan, np.float32)
 
 
@@ -106,7 +110,7 @@ def build_features(backbone: hd.Backbone, builder: Builder, events: list[hd.Clip
     pending: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
 
     def flush():
-        views = pooled_views(backbone.features(np.concatenate([w for w, _ in pending])))
+        views = pooled_views(backbone.features(np.concatenate([w for w, _ in pending])), backbone.layout)
         for key in ("labels", "snr", "clip"):
             views[key] = np.concatenate([p[key] for _, p in pending])
         parts.append(views)

@@ -184,17 +184,17 @@ def scale_to_peak(x: np.ndarray, *others: np.ndarray, peak_db: float) -> None:
             y *= g
 
 
-def window_starts(n: int, hop: int = TRAIN_HOP) -> range:
-    return range(0, max(0, n - WINDOW) + 1, hop)
+def window_starts(n: int, hop: int = TRAIN_HOP, window: int = WINDOW) -> range:
+    return range(0, max(0, n - window) + 1, hop)
 
 
-def window_labels(track: np.ndarray, mixture: np.ndarray, starts) -> np.ndarray:
+def window_labels(track: np.ndarray, mixture: np.ndarray, starts, window: int = WINDOW) -> np.ndarray:
     """Per window: 1 where the window holds a good part of the event (its energy there at least a
     quarter of the best window's and not buried: within 20 dB below the window's mixture), 0 where
     it holds none of it, -1 (left out of training) otherwise: a clip's quieter parts are often
     more of the same sound (a second shot, an echo), so they are no negatives."""
-    e = np.array([np.sum(np.square(track[s: s + WINDOW], dtype=np.float64)) for s in starts])
-    m = np.array([np.sum(np.square(mixture[s: s + WINDOW], dtype=np.float64)) for s in starts])
+    e = np.array([np.sum(np.square(track[s: s + window], dtype=np.float64)) for s in starts])
+    m = np.array([np.sum(np.square(mixture[s: s + window], dtype=np.float64)) for s in starts])
     best = e.max() if e.size else 0.0
     if best <= 0:
         return np.zeros(len(starts), np.int8)
@@ -218,19 +218,81 @@ def log_mel_patches(windows: np.ndarray) -> np.ndarray:
 
 
 class Backbone:
-    """The backbone ONNX model with the tensors the heads read as extra outputs."""
+    """The backbone ONNX model with the tensors the heads read as extra outputs.
 
-    def __init__(self, model_path: Path, taps: tuple[str, ...], threads: int = 0):
+    Two kinds: YAMNet (its log-mel patches computed here, windows of 0.975 s) and a waveform
+    transformer such as CED-Tiny (windows of the descriptor's length, 3 s: the second look's
+    default look). `tensors` names, per role, the graph tensor that plays it:
+    `scores` (probabilities), `logits`, `embedding`, and the `middle` and `last` layers that
+    fusion pools; `layout` says how those two are laid out: "nctf" (YAMNet's convolutions:
+    channels, time, frequency) or "ntc" (a transformer's tokens)."""
+
+    def __init__(self, model_path: Path, threads: int = 0):
         import onnx
 
-        self.session = convert_yamnet.tapped_session(onnx.load(str(model_path)), list(taps), threads=threads)
-        self.names = ["scores", "embedding", *taps]
+        model = onnx.load(str(model_path))
+        meta = {p.key.removeprefix("audiotagger."): p.value for p in model.metadata_props}
+        if int(meta.get("sample_rate", 0)) != RATE:
+            raise SystemExit(f"{model_path}: the heads are trained on {RATE} Hz audio; this model takes "
+                             f"{meta.get('sample_rate', 'no declared')} Hz")
+        self.input = meta.get("input_name", "log_mel")
+        self.window = int(meta.get("window_samples", WINDOW))
+        self.waveform = meta.get("input_kind") == "waveform"
+        # Windows are cut from mixtures every TRAIN_HOP for YAMNet; a waveform model's longer
+        # windows at its own hop (CED-Tiny: 3 s every 0.5 s) see every event at several places.
+        self.hop = int(meta.get("hop_samples", TRAIN_HOP)) if self.waveform else TRAIN_HOP
+        self.tensors, self.layout = backbone_tensors(model)
+        self.session = convert_yamnet.tapped_session(model, list(self.tensors.values()), threads=threads)
 
     def features(self, windows: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
-        """Per window: scores, embedding and each tap, as the backbone computes them."""
+        """Per window, each role's tensor as the backbone computes it."""
         out: dict[str, list[np.ndarray]] = {}
+        roles = list(self.tensors)
+        names = list(self.tensors.values())
         for i in range(0, len(windows), batch):
-            mel = log_mel_patches(windows[i: i + batch])
-            for name, value in zip(self.names, self.session.run(self.names, {"log_mel": mel})):
-                out.setdefault(name, []).append(value)
+            x = windows[i: i + batch].astype(np.float32)
+            feed = x if self.waveform else log_mel_patches(x)
+            for role, value in zip(roles, self.session.run(names, {self.input: feed})):
+                out.setdefault(role, []).append(value)
         return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def backbone_tensors(model) -> tuple[dict[str, str], str]:
+    """Each role's tensor in `model`, and the layout of its layers (see `Backbone`)."""
+    kinds = {p.value for p in model.metadata_props if p.key == "audiotagger.input_kind"}
+    return waveform_tensors(model) if "waveform" in kinds else yamnet_tensors()
+
+
+def yamnet_tensors() -> tuple[dict[str, str], str]:
+    # Layer 12 (512 channels x 6 steps x 4 bands) and layer 14 (1024 x 3 x 2): [002]'s middle and
+    # last layer, named as the converter names YAMNet's ReLU outputs.
+    return ({"scores": "scores", "logits": "logits", "embedding": "embedding",
+             "middle": "layer12_pointwise_conv", "last": "layer14_pointwise_conv"}, "nctf")
+
+
+def waveform_tensors(model) -> tuple[dict[str, str], str]:
+    """CED-Tiny's tensors, found by the structure of its export (a ViT encoder: blocks, a final
+    norm, the mean over tokens, an output norm and linear layer, a sigmoid): the output of the
+    middle encoder block, the final norm's tokens, the mean token and the logits."""
+    nodes = list(model.graph.node)
+    producer = {o: n for n in nodes for o in n.output}
+    scores = model.graph.output[0].name
+    sigmoid = producer[scores]
+    gemm = producer[sigmoid.input[0]]
+    norm_out = producer[gemm.input[0]]
+    mean = producer[norm_out.input[0]]
+    if (sigmoid.op_type, gemm.op_type, norm_out.op_type, mean.op_type) != (
+            "Sigmoid", "Gemm", "LayerNormalization", "ReduceMean"):
+        raise SystemExit("the waveform model is not CED-shaped (tokens -> mean -> norm -> linear -> sigmoid); "
+                         "the heads know YAMNet and CED-Tiny")
+    tokens = producer[mean.input[0]]
+    last = tokens.input[0] if tokens.op_type == "Reshape" else mean.input[0]
+    fc2 = sorted((n for n in nodes if n.op_type == "Add" and any(".mlp.fc2.bias" in i for i in n.input)),
+                 key=lambda n: int(next(i for i in n.input if ".mlp.fc2.bias" in i).split(".blocks.")[1].split(".")[0]))
+    if not fc2:
+        raise SystemExit("the waveform model has no encoder blocks named *.blocks.N.mlp.fc2")
+    # The residual sum after the middle block's MLP is that block's output.
+    branch = fc2[len(fc2) // 2 - 1].output[0]
+    middle = next(n.output[0] for n in nodes if n.op_type == "Add" and branch in n.input)
+    return ({"scores": scores, "logits": gemm.output[0], "embedding": mean.output[0],
+             "middle": middle, "last": last}, "ntc")

@@ -3,12 +3,13 @@ on the CPU (seeded, full determinism on a given machine), exported as ONNX nodes
 backbone's own tensors so that backbone and head run as one graph.
 
 Kinds (each measured by `train_heads.py --compare`):
-- linear:    logistic regression on the 1024-d embedding.
+- linear:    logistic regression on the embedding (YAMNet 1024-d, CED-Tiny 192-d).
 - mlp:       one hidden layer of 256 ReLU units on the embedding.
-- attention: per-class attention pooling over the last convolution's six time-frequency
-             positions ([003] eq. 22): y = sum_i softmax(v(x_i)) * sigmoid(f(x_i)).
+- attention: per-class attention pooling over the last layer's positions (YAMNet's six
+             time-frequency cells, CED-Tiny's tokens; [003] eq. 22):
+             y = sum_i softmax(v(x_i)) * sigmoid(f(x_i)).
 - fusion:    logistic regression on mean + max over time of a middle and the last layer ([002]).
-A `+scores` suffix adds the backbone's 521 AudioSet log-odds to the input, so the head keeps what
+A `+scores` suffix adds the backbone's AudioSet log-odds to the input, so the head keeps what
 AudioSet training knows (fireworks, slams, bells) in its decision.
 """
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _forward(kind: str, p, x, s):
     return out
 
 
-def init(kind: str, dim: int, classes: int, rng: np.random.Generator, hidden: int = 256):
+def init(kind: str, dim: int, classes: int, rng: np.random.Generator, scores: int, hidden: int = 256):
     base = kind.split("+")[0]
     g = lambda *shape: (rng.standard_normal(shape) * 0.01).astype(np.float32)  # noqa: E731
     if base == "attention":
@@ -79,7 +80,7 @@ def init(kind: str, dim: int, classes: int, rng: np.random.Generator, hidden: in
     else:
         p = {"w": g(dim, classes), "b": np.zeros(classes, np.float32)}
     if kind.endswith("+scores"):
-        p["ws"] = np.zeros((521, classes), np.float32)
+        p["ws"] = np.zeros((scores, classes), np.float32)
     return p
 
 
@@ -107,7 +108,7 @@ def train(kind: str, feats: dict[str, np.ndarray], labels: np.ndarray, seed: int
     neg = ((labels == 0).sum(axis=0)).astype(np.float32)
     w_pos = jnp.asarray(0.5 * (pos + neg) / np.maximum(pos, 1))
     w_neg = jnp.asarray(0.5 * (pos + neg) / np.maximum(neg, 1))
-    params = {k: jnp.asarray(v) for k, v in init(kind, x_all.shape[-1], labels.shape[1], rng).items()}
+    params = {k: jnp.asarray(v) for k, v in init(kind, x_all.shape[-1], labels.shape[1], rng, feats["logits"].shape[1]).items()}
 
     def loss(p, x, s, y, m):
         z = _forward(kind, p, x, s)

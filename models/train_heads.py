@@ -4,6 +4,8 @@
     .venv/bin/python models/train_heads.py                         # the shipped security head
     .venv/bin/python models/train_heads.py --data my_sounds/ --classes knock,doorbell \\
         --out models/my-head.onnx                                   # a head for your own sounds
+    .venv/bin/python models/train_heads.py --backbone models/ced-tiny.onnx \\
+        --kind fusion+scores --per-label 150 -o models/ced-tiny-heads.onnx  # the second look's heads
 
 DATA holds one sub-folder of WAV files per label. `--classes` names the labels to detect
 (`name=folder+folder` merges folders into one class); folders whose name starts with `bg_` are
@@ -16,6 +18,10 @@ The split is by source recording (`--val-fraction` of each label's recordings, c
 of the recording's name and `--seed`), never by clip. Validation figures are per window, on
 mixtures built from validation recordings only; `cargo bench --bench events` measures events.
 Seeded and run in a fixed order: the same data, seed and machine give the same head.
+
+Backbones: YAMNet (windows of 0.975 s every 0.24 s) and CED-Tiny (its descriptor's 3 s every
+0.5 s), both 16 kHz like the training recordings; the head reads each one's own tensors
+(`heads_data.backbone_tensors`).
 """
 from __future__ import annotations
 
@@ -82,7 +88,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "train")
     ap.add_argument("--classes", default=None, help=f"default for ../shared/train: {SECURITY_CLASSES}")
-    ap.add_argument("--backbone", type=Path, default=HERE / "yamnet.onnx")
+    ap.add_argument("--backbone", type=Path, default=HERE / "yamnet.onnx",
+                    help="yamnet.onnx or ced-tiny.onnx (models/convert_*.py make them)")
     ap.add_argument("-o", "--out", type=Path, default=HERE / "yamnet-heads.onnx")
     ap.add_argument("--kind", default=SHIPPED_KIND, choices=hm.KINDS)
     ap.add_argument("--compare", action="store_true", help="train and report every kind, export --kind")
@@ -137,7 +144,7 @@ def main() -> int:
         if not val_bg:
             log("no background recording held out: validation mixes into the training backgrounds")
             val_bg = train_bg
-        backbone = hd.Backbone(args.backbone, hb.TAPS, args.threads)
+        backbone = hd.Backbone(args.backbone, args.threads)
         features = {}
         # (name, clips, backgrounds to mix into, extra look-alikes, backgrounds used alone)
         for name, part, bgs, extra_neg, alone in (
@@ -145,7 +152,8 @@ def main() -> int:
             ("val", val, val_bg, [], [c.audio for c in val if is_bg(c)]),
         ):
             log(f"{name}: mixing and running the backbone")
-            builder = hb.Builder(classes, bgs, args.seed + (name == "val"))
+            builder = hb.Builder(classes, bgs, args.seed + (name == "val"), backbone.window,
+                                 backbone.hop)
             events = [c for c in part if not is_bg(c)] + extra_neg
             f = hb.build_features(backbone, builder, events, alone, args.per_label, log)
             features.update({f"{name}/{k}": v for k, v in f.items()})

@@ -89,6 +89,15 @@ if [ -d "$shared/train" ] && { [ ! -s "$heads" ] || [ models/yamnet.onnx -nt "$h
   log "training the heads on $shared/train into $heads (a few minutes)"
   .venv/bin/python models/train_heads.py --data "$shared/train" --backbone models/yamnet.onnx -o "$heads"
 fi
+# The same heads over CED-Tiny's features on 3 s windows: the second look's trained classes.
+look_heads=models/ced-tiny-heads.onnx
+if [ -d "$shared/train" ] && [ -s models/ced-tiny.onnx ] && { [ ! -s "$look_heads" ] \
+   || [ models/ced-tiny.onnx -nt "$look_heads" ] || [ -n "$(find models -name 'heads_*.py' -newer "$look_heads")" ] \
+   || [ models/train_heads.py -nt "$look_heads" ]; }; then
+  log "training the second look's heads on $shared/train into $look_heads (a few minutes)"
+  .venv/bin/python models/train_heads.py --data "$shared/train" --backbone models/ced-tiny.onnx \
+    --kind fusion+scores --per-label 150 -o "$look_heads"
+fi
 fixtures=tests/fixtures/generated/index.json
 if [ -d "$shared/audio" ] && { [ ! -s "$fixtures" ] || [ models/yamnet.onnx -nt "$fixtures" ] \
    || [ models/make_fixtures.py -nt "$fixtures" ] || [ models/yamnet_reference.py -nt "$fixtures" ] \

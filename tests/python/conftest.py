@@ -23,3 +23,14 @@ def yamnet_onnx(tmp_path_factory) -> Path:
         path = tmp_path_factory.mktemp("model") / "yamnet.onnx"
         onnx.save(model, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def ced_onnx(tmp_path_factory) -> Path:
+    """CED-Tiny converted afresh from ../shared by models/convert_ced.py."""
+    import convert_ced
+
+    ced = ref.SHARED / "models" / "ced"
+    path = tmp_path_factory.mktemp("ced") / "ced-tiny.onnx"
+    convert_ced.convert(str(ced / "ced_tiny.onnx"), ced / "class_labels_indices.csv", str(path))
+    return path

@@ -4,30 +4,17 @@ any look length, and still scores like the file it came from."""
 from __future__ import annotations
 
 import json
-import sys
 import wave
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 import soxr
 
 from conftest import REPO
 
-sys.path.insert(0, str(REPO / "models"))
-
-import convert_ced  # noqa: E402
-
 CED = REPO.parent / "shared" / "models" / "ced"
 AUDIO = REPO.parent / "shared" / "audio"
-
-
-@pytest.fixture(scope="module")
-def ced_onnx(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ced") / "ced-tiny.onnx"
-    convert_ced.convert(str(CED / "ced_tiny.onnx"), CED / "class_labels_indices.csv", str(path))
-    return path
 
 
 def reference_db(x: np.ndarray) -> np.ndarray:

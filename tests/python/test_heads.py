@@ -72,18 +72,22 @@ def test_recording_ids_group_pieces_of_one_source():
     assert f("gunshot", "r@c:U/46654-6-0-0.wav", p) != f("gunshot", "r@c:U/46656-6-0-0.wav", p)
 
 
-@pytest.mark.parametrize("kind", ["linear+scores", "mlp", "attention", "fusion"])
-def test_exported_head_computes_what_the_trainer_computes(tmp_path, yamnet_onnx, kind):
+@pytest.mark.parametrize("backbone_name,kind", [
+    ("yamnet", "linear+scores"), ("yamnet", "mlp"), ("yamnet", "attention"), ("yamnet", "fusion"),
+    ("ced", "fusion+scores"), ("ced", "attention"),
+])
+def test_exported_head_computes_what_the_trainer_computes(tmp_path, request, backbone_name, kind):
+    path = request.getfixturevalue(f"{backbone_name}_onnx")
+    backbone = hd.Backbone(path, threads=1)
     rng = np.random.default_rng(1)
     clips = [c for c in hd.read_folder(TRAIN) if c.label in ("gunshot", "glass_breaking", "bg_rain")][::20]
     windows = []
     for c in clips:
         audio = hd.load_audio(c.path)
-        audio = np.pad(audio, (0, max(0, hd.WINDOW - audio.size)))
-        windows.append(audio[: hd.WINDOW] * rng.uniform(0.2, 1.0))
+        audio = np.pad(audio, (0, max(0, backbone.window - audio.size)))
+        windows.append(audio[: backbone.window] * rng.uniform(0.2, 1.0))
     windows = np.stack(windows).astype(np.float32)
-    backbone = hd.Backbone(yamnet_onnx, hb.TAPS, threads=1)
-    feats = hb.pooled_views(backbone.features(windows))
+    feats = hb.pooled_views(backbone.features(windows), backbone.layout)
     labels = (rng.random((len(windows), 2)) < 0.5).astype(np.int8)
     head = hm.train(kind, feats, labels, seed=0, epochs=3, batch=8)
     before = hm.logits(head, feats)
@@ -92,23 +96,27 @@ def test_exported_head_computes_what_the_trainer_computes(tmp_path, yamnet_onnx,
     # The temperatures divide the logits, so no class's windows change order.
     np.testing.assert_allclose(hm.logits(head, feats) * temps, before, rtol=1e-4, atol=1e-3)
 
-
     out = tmp_path / "composed.onnx"
-    hx.write_model(yamnet_onnx, head, ["a", "b"], out, {"data": "x", "classes": {}, "validation_files": []})
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    import yamnet_reference as ref
+    hx.write_model(path, head, ["a", "b"], out, {"data": "x", "classes": {}, "validation_files": []})
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    # The model's own input and score output, as its descriptor names them.
+    name, output = meta["audiotagger.input_name"], meta["audiotagger.output.scores"]
+    if backbone_name == "yamnet":
+        import yamnet_reference as ref
 
-    mel = np.stack([ref.log_mel(w) for w in windows]).astype(np.float32)
-    scores = session.run(["scores"], {"log_mel": mel})[0]
-    assert scores.shape == (len(windows), 523)
+        feed = np.stack([ref.log_mel(w) for w in windows]).astype(np.float32)
+    else:
+        feed = windows
+    scores = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run([output], {name: feed})[0]
+    plain = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run([output], {name: feed})[0]
+    classes = plain.shape[1]
+    assert scores.shape == (len(windows), classes + 2)
     # The AudioSet scores are the backbone's own; the head's follow them. The trainer saw the
     # embedding and pooled views in float16, the graph computes them in float32.
-    plain = ort.InferenceSession(str(yamnet_onnx), providers=["CPUExecutionProvider"]).run(["scores"], {"log_mel": mel})[0]
-    np.testing.assert_allclose(scores[:, :521], plain, atol=1e-6)
-    np.testing.assert_allclose(scores[:, 521:], expected, atol=2e-3)
-    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    np.testing.assert_allclose(scores[:, :classes], plain, atol=1e-6)
+    np.testing.assert_allclose(scores[:, classes:], expected, atol=2e-3)
     assert json.loads(meta["audiotagger.labels"])[-2:] == ["head/a", "head/b"]
-    assert meta["audiotagger.num_classes"] == "523"
+    assert meta["audiotagger.num_classes"] == str(classes + 2)
 
 
 def test_a_user_folder_without_a_manifest_trains_a_head_the_element_can_load(tmp_path, yamnet_onnx):
