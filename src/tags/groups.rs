@@ -71,6 +71,21 @@ pub struct LookSpec {
     /// The first-stage score at which a candidate needs no look (AudioSet classes, heads).
     pub pass_threshold: Option<f32>,
     pub head_pass_threshold: Option<f32>,
+    /// Used instead when the second model carries trained heads with every one of its classes
+    /// and confusers (`[group.NAME.look.head]`).
+    pub head: Option<Box<LookSpec>>,
+}
+
+impl LookSpec {
+    /// The look to take with a second model of these labels: its head look when the model has
+    /// every class and confuser that names, else this one.
+    pub fn for_labels(&self, labels: &[String]) -> &LookSpec {
+        let has = |c: &String| labels.iter().any(|l| l.eq_ignore_ascii_case(c.trim()));
+        match &self.head {
+            Some(h) if h.classes.iter().chain(&h.confusers).all(has) => h,
+            _ => self,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,11 +143,17 @@ struct LookToml {
     head_candidate_threshold: Option<f32>,
     pass_threshold: Option<f32>,
     head_pass_threshold: Option<f32>,
+    head: Option<Box<LookToml>>,
 }
 
 impl LookToml {
     fn into_spec(self, group: &str) -> Result<LookSpec, String> {
         let name = format!("{group}.look");
+        self.into_look(&name)
+    }
+
+    fn into_look(self, name: &str) -> Result<LookSpec, String> {
+        let name = name.to_string();
         if self.classes.is_empty() {
             return Err(format!("group '{name}' lists no classes"));
         }
@@ -146,6 +167,13 @@ impl LookToml {
         )?;
         check_unit(&name, "pass-threshold", self.pass_threshold)?;
         check_unit(&name, "head-pass-threshold", self.head_pass_threshold)?;
+        let head = match self.head {
+            Some(h) if h.head.is_some() => {
+                return Err(format!("group '{name}.head' takes no head of its own"));
+            }
+            Some(h) => Some(Box::new(h.into_look(&format!("{name}.head"))?)),
+            None => None,
+        };
         Ok(LookSpec {
             classes: self.classes,
             confusers: self.confusers,
@@ -156,6 +184,7 @@ impl LookToml {
             head_candidate_threshold: self.head_candidate_threshold,
             pass_threshold: self.pass_threshold,
             head_pass_threshold: self.head_pass_threshold,
+            head,
         })
     }
 }
@@ -506,6 +535,17 @@ mod tests {
             (
                 "[group.a]\nclasses = [\"Dog\"]\n[group.a.look]\nclasses = [\"Bark\"]\nconfirm-threshold = 3.0\n",
                 "'a.look': confirm-threshold = 3 is outside 0..1",
+            ),
+            (
+                "[group.a]\nclasses = [\"Dog\"]\n[group.a.look]\nclasses = [\"Bark\"]\nconfirm-threshold = 0.3\n\
+                 [group.a.look.head]\nclasses = [\"head/dog\"]\nconfirm-threshold = 1.5\n",
+                "'a.look.head': confirm-threshold = 1.5 is outside 0..1",
+            ),
+            (
+                "[group.a]\nclasses = [\"Dog\"]\n[group.a.look]\nclasses = [\"Bark\"]\nconfirm-threshold = 0.3\n\
+                 [group.a.look.head]\nclasses = [\"head/dog\"]\nconfirm-threshold = 0.5\n\
+                 [group.a.look.head.head]\nclasses = [\"x\"]\nconfirm-threshold = 0.5\n",
+                "'a.look.head' takes no head of its own",
             ),
         ] {
             let err = Preset::parse(text).unwrap_err();

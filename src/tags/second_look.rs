@@ -90,7 +90,7 @@ pub fn arm(
 ) -> Result<Vec<ResolvedLook>, String> {
     let mut looks = Vec::new();
     for g in groups.iter_mut() {
-        let Some(spec) = g.look.clone() else {
+        let Some(spec) = g.look.as_ref().map(|l| l.for_labels(second_labels).clone()) else {
             continue;
         };
         let (candidate, pass) = if g.uses_head {
@@ -417,6 +417,7 @@ mod tests {
             head_candidate_threshold: Some(0.5),
             pass_threshold: None,
             head_pass_threshold: None,
+            head: None,
         }
     }
 
@@ -592,5 +593,52 @@ mod tests {
         assert_eq!(sl.drop_waiting(), 1);
         assert!(sl.decide(due[0].id, &[1.0; 5], &mut out).is_none());
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_second_model_with_trained_heads_takes_the_head_look() {
+        let preset = crate::tags::groups::Preset::parse(
+            "[group.gunshot]\nclasses = [\"Gunshot, gunfire\"]\n\
+             [group.gunshot.look]\nclasses = [\"Gunshot, gunfire\"]\nconfusers = [\"Fireworks\"]\n\
+             confirm-threshold = 0.3\ncandidate-threshold = 0.1\n\
+             [group.gunshot.look.head]\nclasses = [\"head/gunshot\"]\nconfusers = [\"head/fireworks\"]\n\
+             confirm-threshold = 0.8\ncandidate-threshold = 0.05\npass-threshold = 0.6\n",
+        )
+        .unwrap();
+        let first: Vec<String> = labels();
+        let group = || {
+            ResolvedGroup::resolve(
+                &preset.groups["gunshot"],
+                &first,
+                &crate::tags::EventDefaults::default(),
+            )
+            .unwrap()
+        };
+        // A plain second model: the AudioSet look.
+        let mut groups = [group()];
+        let looks = arm(&mut groups, &labels()).unwrap();
+        assert_eq!(groups[0].on_threshold, 0.1);
+        assert_eq!(
+            (looks[0].confirm_threshold, looks[0].pass_threshold),
+            (0.3, None)
+        );
+        // One with heads: its head classes, thresholds and confusers.
+        let mut with_heads = labels();
+        with_heads.extend(["head/gunshot", "head/fireworks"].map(String::from));
+        let mut groups = [group()];
+        let looks = arm(&mut groups, &with_heads).unwrap();
+        assert_eq!(groups[0].on_threshold, 0.05);
+        assert_eq!(
+            (looks[0].confirm_threshold, looks[0].pass_threshold),
+            (0.8, Some(0.6))
+        );
+        let mut scores = vec![0.0; with_heads.len()];
+        scores[3] = 0.95; // the AudioSet gunshot class no longer decides
+        assert!(!looks[0].judge(&scores).confirmed);
+        scores[5] = 0.9;
+        scores[6] = 0.2;
+        assert!(looks[0].judge(&scores).confirmed);
+        scores[6] = 0.95; // the head's fireworks outscore its gunshot
+        assert!(!looks[0].judge(&scores).confirmed);
     }
 }
