@@ -4,9 +4,11 @@
 //!
 //! For each group with a `look` in the preset, each first stage (zero-shot AudioSet classes,
 //! the trained head), each look length and candidate threshold, the first stage's events are
-//! the candidates; the second model (`models/ced-tiny.onnx`, or `SECOND_MODEL`) scores the
-//! look around each candidate's onset, exactly as the element cuts it, and each confirm
-//! threshold keeps the candidates it confirms. The setting with the best F1 at <= 1 false alarm
+//! the candidates; the second model (`models/ced-tiny-heads.onnx` when set-up made it, else
+//! `models/ced-tiny.onnx`, or `SECOND_MODEL`) scores the look around each candidate's onset,
+//! exactly as the element cuts it, and each confirm threshold keeps the candidates it confirms.
+//! A second model with trained heads is judged twice on the same scores: on its AudioSet
+//! classes (the plain model's own) and on its heads (`[group.NAME.look.head]`). The setting with the best F1 at <= 1 false alarm
 //! per hour on validation is then applied unchanged to the external set. Looks per hour count
 //! the candidates over all the audio; the second model's time per look is measured here.
 
@@ -21,12 +23,13 @@ use gstaudiotagger::tags::{EventDefaults, Phase, ResolvedGroup, ResolvedLook};
 use super::heads::EvalSet;
 use super::{Counts, RATE, Window, reports};
 
-const LOOKS_S: [(f64, f64); 2] = [(1.5, 1.5), (2.5, 2.5)];
-const CONFIRMS: [f32; 14] = [
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7,
+const LOOKS_S: [(f64, f64); 3] = [(1.5, 1.5), (2.0, 2.0), (2.5, 2.5)];
+const CONFIRMS: [f32; 18] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.8, 0.9,
+    0.95, 0.98,
 ];
 /// The element's `look-before` and `look-after` defaults (`src/audiotagger/settings.rs`).
-const SHIPPED_LOOK_S: (f64, f64) = (1.5, 1.5);
+const SHIPPED_LOOK_S: (f64, f64) = (2.0, 2.0);
 
 /// The second model with every look it has scored, by (set, item, first sample, length).
 struct Looker {
@@ -237,9 +240,11 @@ fn line(name: &str, setting: &str, m: &Measured) -> String {
 /// Prints, per group with a look in the preset: each first stage alone at its best setting
 /// with <= 1 FA/h, and with the second look at its best, on validation then external.
 pub fn compare(labels: &[String], validation: &EvalSet, external: &EvalSet) {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let path = std::env::var_os("SECOND_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ced-tiny.onnx"));
+        .or_else(|| Some(models.join("ced-tiny-heads.onnx")).filter(|p| p.is_file()))
+        .unwrap_or_else(|| models.join("ced-tiny.onnx"));
     if !path.is_file() {
         println!(
             "\nno second-look comparison: {} is missing (scripts/setup.sh makes it)",
@@ -265,7 +270,13 @@ pub fn compare(labels: &[String], validation: &EvalSet, external: &EvalSet) {
             continue;
         };
         println!("{name}:");
-        let look = ResolvedLook::resolve(name, look_spec, &second_labels).unwrap();
+        // The look on the second model's AudioSet classes, and on its heads when it has them.
+        let mut variants = vec![("look", look_spec)];
+        let for_model = look_spec.for_labels(&second_labels);
+        if !std::ptr::eq(for_model, look_spec) {
+            variants.push(("look head", for_model));
+        }
+        let shipped_variant = variants.last().unwrap().0;
         for (stage, head) in [("zero-shot", false), ("head", true)] {
             let mut s = spec.clone();
             if !head {
@@ -339,13 +350,17 @@ pub fn compare(labels: &[String], validation: &EvalSet, external: &EvalSet) {
                 println!(
                     "{}",
                     line(
-                        &format!("{stage} + look, shipped, {}", set.name),
+                        &format!("{stage} + {shipped_variant}, shipped, {}", set.name),
                         &setting,
                         &m
                     )
                 );
             }
-            for (before, after) in LOOKS_S {
+            for ((variant, spec), (before, after)) in variants
+                .iter()
+                .flat_map(|v| LOOKS_S.iter().map(move |l| (*v, *l)))
+            {
+                let look = ResolvedLook::resolve(name, spec, &second_labels).unwrap();
                 // Every candidate looked at, or only those the first stage is less sure of.
                 for bypass in [false, true] {
                     let mut best: Option<(f64, f32, f32, Option<f32>, Measured)> = None;
@@ -375,7 +390,7 @@ pub fn compare(labels: &[String], validation: &EvalSet, external: &EvalSet) {
                         }
                     }
                     let look_name = format!(
-                        "{stage} + look {before:.1}+{after:.1} s{}",
+                        "{stage} + {variant} {before:.1}+{after:.1} s{}",
                         if bypass { ", pass" } else { "" }
                     );
                     let Some((_, on, confirm, pass, m)) = best else {
