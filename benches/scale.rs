@@ -13,8 +13,9 @@
 //!    use, skipped windows, the latency from a window's last sample to its bus message, and
 //!    how much resident memory the streams and their shared session took. `-- live` runs
 //!    only these.
-//! 5. `-- second-look` only: live streams watching gunshot, glass and scream, without and with
-//!    the second look (`second-model=ced-tiny.onnx`), up to 256 streams: what the looks cost
+//! 5. `-- second-look` only: live streams of the heads model (`yamnet-heads.onnx`) watching
+//!    gunshot, glass, scream and siren, without and with the second look
+//!    (`second-model=ced-tiny-heads.onnx`), up to 256 streams: what the looks cost
 //!    at the candidate rate of real speech and music.
 //! 6. `-- publish` only: 100 live streams watching speech and music, without and then with
 //!    `audiotagpublish publish=all` to one local mosquitto: messages per second, latency from
@@ -53,7 +54,11 @@ fn main() {
     let seconds = long.len() as f64 / 16000.0;
     println!("audio: ../shared/audio/long concatenated, {seconds:.0} s");
     if support::parts().iter().any(|p| p == "second-look") {
-        second_look(&float, &root.join("models/ced-tiny.onnx"), &long);
+        second_look(
+            &root.join("models/yamnet-heads.onnx"),
+            &root.join("models/ced-tiny-heads.onnx"),
+            &long,
+        );
         return;
     }
     if support::parts().iter().any(|p| p == "publish") {
@@ -278,15 +283,16 @@ fn live(model: &Path, audio: &[f32]) {
 
 fn second_look(model: &Path, second: &Path, audio: &[f32]) {
     println!(
-        "\n== Live streams watching gunshot,glass,scream ({LIVE_SECONDS} s, staggered starts), \
-         without and with the second look ({})",
+        "\n== Live streams of {} watching gunshot,glass,scream,siren ({LIVE_SECONDS} s, staggered \
+         starts), without and with the second look ({})",
+        model.display(),
         second.display()
     );
     println!(
         "{:>7} {:>6} {:>12} {:>10} {:>12} {:>12} {:>8} {:>10}",
         "streams", "look", "CPU (cores)", "windows", "skipped", "p99 latency", "starts", "rejected"
     );
-    let watch = "watch=gunshot,glass,scream";
+    let watch = "watch=gunshot,glass,scream,siren";
     for n in [32, 128, 256] {
         for look in [false, true] {
             let props = if look {

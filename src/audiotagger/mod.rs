@@ -45,9 +45,10 @@ glib::wrapper! {
      * `timestamp`, `stream-time` and `running-time`, on stop `end-timestamp`, `duration` and
      * `reason`, and `peak-score`, `labels`, `scores`, `peak-level-db`, `suppressed`.
      *
-     * With `second-model` (e.g. `second-model=ced-tiny.onnx`) the groups that have a `look` in
-     * the preset start an event only when that stronger model, hearing `look-before` +
-     * `look-after` of audio around the candidate's onset, confirms it; their messages add
+     * With `second-model` (e.g. `second-model=ced-tiny-heads.onnx`) the groups that have a
+     * `look` in the preset start an event only when that stronger model, hearing `look-before` +
+     * `look-after` of audio around the candidate's onset, confirms it (on its trained heads
+     * where it has them and the preset names them); their messages add
      * `confirm-score`, `confirm-confuser-score`, `confirm-labels`, `confirm-scores` and
      * `decision-latency`, and `looks-rejected` counts the candidates it turned down.
      *

@@ -28,8 +28,8 @@ const LIVE_MAX_QUEUE: usize = 16;
 const DEFAULT_MIN_LEVEL_DB: f64 = -70.0;
 const DEFAULT_HOLD: gst::ClockTime = gst::ClockTime::from_mseconds(500);
 /// The look `cargo bench --bench events` chose (its second-look comparison).
-const DEFAULT_LOOK_BEFORE: gst::ClockTime = gst::ClockTime::from_mseconds(1500);
-const DEFAULT_LOOK_AFTER: gst::ClockTime = gst::ClockTime::from_mseconds(1500);
+const DEFAULT_LOOK_BEFORE: gst::ClockTime = gst::ClockTime::from_seconds(2);
+const DEFAULT_LOOK_AFTER: gst::ClockTime = gst::ClockTime::from_seconds(2);
 /// Each side's limit: CED-Tiny takes at most 10.1 s at once.
 const MAX_LOOK: gst::ClockTime = gst::ClockTime::from_seconds(5);
 #[derive(Debug, Clone)]
