@@ -8,7 +8,6 @@ import numpy as np
 import heads_data as hd
 
 
-
 def pooled_views(raw: dict[str, np.ndarray], layout: str) -> dict[str, np.ndarray]:
     """The input views the heads train on, from the backbone's tensors by role: the last layer's
     positions for attention pooling (YAMNet's six time-frequency cells, a transformer's tokens),
