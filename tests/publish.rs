@@ -20,6 +20,9 @@ use serde_json::Value;
 
 /// `mosquitto_sub` on every topic at QoS 1 with a persistent session, so that what is
 /// published while it reconnects waits for it at the broker. Lines are "topic payload".
+/// What a subscriber publishes to itself to know that it is subscribed.
+const PROBE_TOPIC: &str = "audiotagger-test/probe";
+
 struct Subscriber {
     child: Child,
     lines: Arc<Mutex<Vec<(String, Value)>>>,
@@ -31,36 +34,47 @@ impl Subscriber {
     }
 
     fn start_as(id: &str, port: u16, extra: &[&str]) -> Subscriber {
+        let port = port.to_string();
+        let broker = ["-h", "127.0.0.1", "-p", port.as_str()];
         let mut child = Command::new(program("mosquitto_sub"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-t",
-                "#",
-                "-v",
-                "-q",
-                "1",
-            ])
-            .args(["-c", "-i", id])
+            .args(broker)
+            .args(["-t", "#", "-v", "-q", "1", "-c", "-i", id])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let probed = Arc::new(Mutex::new(false));
         let out = BufReader::new(child.stdout.take().unwrap());
-        let sink = lines.clone();
+        let (sink, seen) = (lines.clone(), probed.clone());
         std::thread::spawn(move || {
             for line in out.lines().map_while(Result::ok) {
                 let (topic, payload) = line.split_once(' ').unwrap();
+                if topic == PROBE_TOPIC {
+                    *seen.lock().unwrap() = true;
+                    continue;
+                }
                 let json = serde_json::from_str(payload).unwrap();
                 sink.lock().unwrap().push((topic.to_string(), json));
             }
         });
-        // Subscribed once it is connected: a retained probe comes back to it.
-        std::thread::sleep(Duration::from_millis(300));
+        // Subscribed once a probe comes back to it: on a loaded machine the client may take
+        // seconds to connect, and whatever is published before that is not its to receive.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !*probed.lock().unwrap() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto_sub never received its probe"
+            );
+            let _ = Command::new(program("mosquitto_pub"))
+                .args(broker)
+                .args(["-t", PROBE_TOPIC, "-m", "{}"])
+                .args(extra)
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(200));
+        }
         Subscriber { child, lines }
     }
 
