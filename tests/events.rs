@@ -457,7 +457,16 @@ fn second_model() -> String {
 /// The event messages and the rejected count with a second look, in `mode`.
 fn looked_events(audio: &[f32], watch: &str, mode: &str) -> (Vec<gst::Structure>, u64) {
     let second = second_model();
-    let mut h = harness(&[("watch", watch), ("second-model", &second), ("mode", mode)]);
+    events_and_rejected(
+        audio,
+        &[("watch", watch), ("second-model", &second), ("mode", mode)],
+    )
+}
+
+/// The event messages, and the candidates the second look rejected, of an element with `props`
+/// on `audio` to its end.
+fn events_and_rejected(audio: &[f32], props: &[(&str, &str)]) -> (Vec<gst::Structure>, u64) {
+    let mut h = harness(props);
     let mut pts = gst::ClockTime::ZERO;
     push(&mut h, audio, &mut pts);
     h.push_event(gst::event::Eos::new());
@@ -578,16 +587,14 @@ fn a_flush_drops_a_candidate_still_waiting_for_its_look() {
 /// `[group.NAME.look.head]`).
 fn heads_looked_events(audio: &[f32], watch: &str) -> (Vec<gst::Structure>, u64) {
     let (first, second) = (heads_model(), built_model("ced-tiny-heads.onnx"));
-    let mut h = harness(&[
-        ("model", &first),
-        ("second-model", &second),
-        ("watch", watch),
-    ]);
-    let mut pts = gst::ClockTime::ZERO;
-    push(&mut h, audio, &mut pts);
-    h.push_event(gst::event::Eos::new());
-    let rejected = h.element().unwrap().property::<u64>("looks-rejected");
-    (messages(&h).1, rejected)
+    events_and_rejected(
+        audio,
+        &[
+            ("model", &first),
+            ("second-model", &second),
+            ("watch", watch),
+        ],
+    )
 }
 
 #[test]
